@@ -1,0 +1,1 @@
+"""The ``segstream`` subcommands; each module exposes ``add_parser`` and ``run``."""

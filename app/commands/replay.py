@@ -1,0 +1,154 @@
+"""``segstream replay FILE --out DIR``: the engine over a file, no server needed."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import orjson
+
+from app.core.embedded import EmbeddedPipeline, FeedResult
+from app.core.model import ModelSnapshot
+from app.replay_io import OutputDir, read_messages
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("replay", help="run the engine over a JSON Lines or CSV file")
+    parser.add_argument("file", type=Path, help="clicks as JSON Lines (one message per line) or CSV")
+    parser.add_argument("--out", type=Path, required=True, help="directory for the output files")
+    parser.add_argument("--model", type=Path, help="start from this model.json (from an earlier replay)")
+    parser.add_argument("--no-learn", action="store_true", help="keep the --model fixed; do not learn")
+    parser.add_argument("--batch", type=int, default=2_000, help="messages per engine batch (default 2000)")
+    parser.set_defaults(run=run)
+
+
+@dataclass
+class ReplayStats:
+    messages: int = 0
+    outcomes: Counter = field(default_factory=Counter)
+    dead_letters: int = 0
+    changes: int = 0
+    drifts: int = 0
+    seconds: float = 0.0
+
+    @property
+    def events(self) -> int:
+        return sum(self.outcomes.values()) + self.dead_letters
+
+
+def replay(
+    pipeline: EmbeddedPipeline,
+    messages: Iterable[tuple[int, bytes]],
+    *,
+    batch_size: int,
+    on_batch: Callable[[FeedResult, list[int]], None],
+    clock: Callable[[], float] = time.time,
+) -> ReplayStats:
+    """Feed ``messages`` in batches; ``on_batch`` sees each result with the batch's line numbers."""
+    stats = ReplayStats()
+    started = time.perf_counter()
+    lines: list[int] = []
+    raws: list[bytes] = []
+
+    def flush() -> None:
+        result = pipeline.feed(raws, now=clock())
+        stats.messages += len(raws)
+        stats.outcomes.update(result.outcomes)
+        stats.dead_letters += len(result.rejects)
+        stats.changes += len(result.changes)
+        stats.drifts += len(result.drifts)
+        on_batch(result, lines)
+        lines.clear()
+        raws.clear()
+
+    for number, raw in messages:
+        lines.append(number)
+        raws.append(raw)
+        if len(raws) >= batch_size:
+            flush()
+    if raws:
+        flush()
+    # End of input: the stream is complete up to its last event time.
+    pipeline.engine.watermark.advance_to(pipeline.engine.watermark.max_ts)
+    stats.seconds = time.perf_counter() - started
+    return stats
+
+
+def run(args: argparse.Namespace) -> int:
+    from app.main import settings
+
+    if not args.file.is_file():
+        print(f"segstream replay: no such file: {args.file}", file=sys.stderr)
+        return 2
+    model = ModelSnapshot.from_dict(orjson.loads(args.model.read_bytes())) if args.model else None
+    if args.no_learn and model is None:
+        print("segstream replay: --no-learn needs --model", file=sys.stderr)
+        return 2
+    pipeline = EmbeddedPipeline(settings.engine, model=model, learn=not args.no_learn)
+    out = OutputDir(args.out, str(args.file))
+    progress = Progress(args.file.stat().st_size)
+
+    def on_batch(result: FeedResult, lines: list[int]) -> None:
+        out.write(result, lines)
+        progress.update(lines[-1] if lines else 0)
+
+    stats = replay(pipeline, progress.track(read_messages(args.file)), batch_size=args.batch, on_batch=on_batch)
+    progress.close()
+    out.finish(pipeline)
+    print(summary(stats, pipeline, args.out))
+    return 0
+
+
+def summary(stats: ReplayStats, pipeline: EmbeddedPipeline, out: Path | None) -> str:
+    rate = stats.events / stats.seconds if stats.seconds else 0.0
+    model = pipeline.engine.model
+    parts = [
+        f"{stats.events:,} events in {stats.messages:,} messages, {stats.seconds:.1f} s ({rate:,.0f} events/s)",
+        f"  valid {stats.outcomes['ok']:,} · late {stats.outcomes['late']:,} · "
+        f"duplicate {stats.outcomes['duplicate']:,} · dead letters {stats.dead_letters:,}",
+        f"  users {len(pipeline.states):,} · segment changes {stats.changes:,} · drift events {stats.drifts} · "
+        f"model v{model.version if model else 0}",
+    ]
+    if out is not None:
+        parts.append(f"  output: {out}/")
+    return "\n".join(parts)
+
+
+class Progress:
+    """A progress bar on stderr, by bytes read; silent when stderr is not a terminal."""
+
+    def __init__(self, total_bytes: int) -> None:
+        self.total = max(total_bytes, 1)
+        self.done = 0
+        self.enabled = sys.stderr.isatty()
+        self._last = 0.0
+        self._started = time.perf_counter()
+        self._messages = 0
+
+    def track(self, messages: Iterable[tuple[int, bytes]]) -> Iterable[tuple[int, bytes]]:
+        for number, raw in messages:
+            self.done += len(raw) + 1
+            self._messages += 1
+            yield number, raw
+
+    def update(self, _line: int) -> None:
+        now = time.perf_counter()
+        if not self.enabled or now - self._last < 0.2:
+            return
+        self._last = now
+        share = min(self.done / self.total, 1.0)
+        bar = "█" * int(share * 30) + "·" * (30 - int(share * 30))
+        rate = self._messages / max(now - self._started, 1e-9)
+        sys.stderr.write(f"\r{bar} {share:6.1%}  {self._messages:,} messages  {rate:,.0f}/s ")
+        sys.stderr.flush()
+
+    def close(self) -> None:
+        if self.enabled:
+            self.done, self._last = self.total, 0.0
+            self.update(0)
+            sys.stderr.write("\n")

@@ -1,0 +1,28 @@
+"""``segstream worker``: run the Faust worker against SEGSTREAM_BROKER."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("worker", help="run the stream worker (Faust) against SEGSTREAM_BROKER")
+    parser.add_argument("--loglevel", default=None, help="log level (default: SEGSTREAM_LOG_LEVEL or info)")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from faust.worker import Worker
+
+    from app.main import app, settings
+
+    import_agents()
+    worker = Worker(app, loglevel=args.loglevel or settings.log_level, web_port=settings.web_port)
+    worker.execute_from_commandline()  # returns when the worker stops (SIGINT/SIGTERM)
+    return 0
+
+
+def import_agents() -> None:
+    """Register every agent and table on the app."""
+    import agents.learn_segments  # noqa: F401
+    import agents.segment_users  # noqa: F401

@@ -1,0 +1,101 @@
+"""The whole pipeline in one process, without Kafka: decode, engine, learner.
+
+Used by ``segstream replay`` and ``segstream demo``. State lives in a dict; the
+learner runs in-line after each batch, exactly as the ``learn`` agent would, so
+the model evolves at batch boundaries.
+
+>>> pipeline = EmbeddedPipeline(EngineConfig())
+>>> out = pipeline.feed([b'{"user_id": "u1", "type": "search", "ts": 1767225600}', b'not json'], now=1767225600.0)
+>>> out.outcomes, [r.reason[:8] for r in out.rejects]
+(Counter({'ok': 1}), ['not JSON'])
+>>> sorted(pipeline.states)
+['u1']
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from app.core.engine import Engine, EngineConfig
+from app.core.events import ClickEvent, Reject, decode_message
+from app.core.learner import DriftEvent, Learner
+from app.core.model import ModelSnapshot
+from app.core.state import UserState
+
+
+@dataclass
+class FeedResult:
+    changes: list[dict[str, Any]] = field(default_factory=list)
+    drifts: list[DriftEvent] = field(default_factory=list)
+    models: list[ModelSnapshot] = field(default_factory=list)
+    rejects: list[Reject] = field(default_factory=list)  # index into the fed messages via .source
+    reject_sources: list[int] = field(default_factory=list)
+    outcomes: Counter = field(default_factory=Counter)
+
+
+class EmbeddedPipeline:
+    """Engine plus learner plus in-memory state."""
+
+    def __init__(self, config: EngineConfig, *, model: ModelSnapshot | None = None, learn: bool = True) -> None:
+        self.config = config
+        self.engine = Engine(config)
+        self.states: dict[str, UserState] = {}
+        self.learner = (
+            Learner(config.learner, features=config.segmenter.features, log_features=config.segmenter.log_features)
+            if learn
+            else None
+        )
+        if model is not None:
+            self.engine.use_model(model)
+
+    def feed(self, messages: Iterable[bytes], *, now: float) -> FeedResult:
+        """Decode and process raw messages (one JSON object or array each)."""
+        events: list[ClickEvent] = []
+        out = FeedResult()
+        for position, raw in enumerate(messages):
+            decoded = decode_message(raw, now=now)
+            events.extend(decoded.events)
+            for reject in decoded.rejects:
+                out.rejects.append(reject)
+                out.reject_sources.append(position)
+        self._run(events, out, now)
+        return out
+
+    def feed_events(self, events: list[ClickEvent], *, now: float) -> FeedResult:
+        """Process already validated events (for sources that are not JSON, like CSV)."""
+        out = FeedResult()
+        self._run(events, out, now)
+        return out
+
+    def _run(self, events: list[ClickEvent], out: FeedResult, now: float) -> None:
+        result = self.engine.process(events, self.states.get, emitted_at=now)
+        self.states.update(result.touched)
+        out.changes.extend(result.changes)
+        out.outcomes.update(result.outcomes)
+        if self.learner is None:
+            return
+        for sample in result.samples:
+            for item in self.learner.learn(sample.vector, sample.ts):
+                if isinstance(item, DriftEvent):
+                    out.drifts.append(item)
+                else:
+                    out.models.append(item)
+        if out.models:
+            self.engine.use_model(out.models[-1])
+
+    def profiles(self) -> Iterable[dict[str, Any]]:
+        """Every user's profile as of the stream's last event time."""
+        as_of = self.engine.watermark.max_ts
+        model = self.engine.model
+        for user_id, state in self.states.items():
+            segment = state.membership.segment
+            yield {
+                "user_id": user_id,
+                "segment": segment,
+                "segment_name": model.name_of(segment) if model else segment,
+                "model_version": state.membership.model_version,
+                "features": state.features.snapshot(as_of, self.config.features),
+            }

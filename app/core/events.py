@@ -1,0 +1,264 @@
+"""The click-event contract (version 1): decoding and validation.
+
+A Kafka message (or one line of a replay file) holds one JSON event object or a
+JSON array of them. Each event is validated on its own, so one bad event in a
+collector's batch costs only itself.
+
+>>> batch = decode_message(b'[{"user_id": "u1", "type": "purchase", "ts": 1767225600, "value": 30},'
+...                        b' {"user_id": "", "type": "search", "ts": 1767225601}]',
+...                        now=1767225700.0)
+>>> [(e.user_id, e.type, e.ts, e.value) for e in batch.events]
+[('u1', 'purchase', 1767225600.0, 30.0)]
+>>> [(r.index, r.reason) for r in batch.rejects]
+[(1, "field 'user_id': must be a non-empty string of at most 256 characters")]
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+import orjson
+
+CONTRACT_VERSION = 1
+
+KNOWN_TYPES = frozenset(
+    {
+        "page_view",
+        "product_view",
+        "search",
+        "add_to_cart",
+        "remove_from_cart",
+        "checkout",
+        "purchase",
+        "identify",
+    }
+)
+DEVICES = frozenset({"mobile", "desktop", "tablet", "other"})
+
+MAX_MESSAGE_BYTES = 1_048_576
+MAX_EVENTS_PER_MESSAGE = 1_000
+MAX_ID_CHARS = 256
+MAX_TEXT_CHARS = 2_048
+MAX_TRAITS = 32
+# Epoch numbers at or above this are milliseconds: 1e11 s is the year 5138,
+# while 1e11 ms is 1973, before any event we accept.
+_MS_THRESHOLD = 1e11
+# 2000-01-01T00:00:00Z: anything earlier is a bug in the producer, not history.
+EARLIEST_TS = 946_684_800.0
+DEFAULT_MAX_FUTURE_S = 86_400.0
+
+
+class InvalidEvent(ValueError):
+    """An event breaks the contract; the message says which field and why."""
+
+
+@dataclass(slots=True)
+class ClickEvent:
+    """One validated click event. ``ts`` is event time in epoch seconds."""
+
+    user_id: str
+    type: str
+    ts: float
+    event_id: str | None = None
+    session_id: str | None = None
+    value: float | None = None
+    device: str | None = None
+    page: str | None = None
+    category: str | None = None
+    scroll_depth: float | None = None
+    dwell_ms: float | None = None
+    traits: dict[str, Any] | None = None
+    consent: bool | None = None
+
+    @property
+    def is_custom(self) -> bool:
+        return self.type not in KNOWN_TYPES
+
+    def to_dict(self) -> dict[str, Any]:
+        """The event as a contract object, without the fields it does not carry."""
+        return {name: getattr(self, name) for name in self.__slots__ if getattr(self, name) is not None}
+
+
+@dataclass(slots=True)
+class Reject:
+    """An input that failed validation, with enough context to find and replay it."""
+
+    reason: str
+    payload: bytes
+    index: int | None = None  # position in a JSON array, None for the whole message
+
+
+@dataclass(slots=True)
+class DecodedMessage:
+    events: list[ClickEvent] = field(default_factory=list)
+    rejects: list[Reject] = field(default_factory=list)
+
+
+def decode_message(
+    raw: bytes,
+    *,
+    now: float,
+    max_bytes: int = MAX_MESSAGE_BYTES,
+    max_future_s: float = DEFAULT_MAX_FUTURE_S,
+) -> DecodedMessage:
+    """Decode one message into valid events and rejects; never raises on bad input.
+
+    ``now`` is the caller's clock (epoch seconds): events dated more than
+    ``max_future_s`` after it are rejected as absurd.
+    """
+    out = DecodedMessage()
+    if raw is None:
+        out.rejects.append(Reject("empty message (null value)", b""))
+        return out
+    if len(raw) > max_bytes:
+        out.rejects.append(Reject(f"message is {len(raw)} bytes, over the limit of {max_bytes}", raw))
+        return out
+    try:
+        doc = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        out.rejects.append(Reject(f"not JSON: {exc}", raw))
+        return out
+    latest = now + max_future_s
+    if isinstance(doc, dict):
+        try:
+            out.events.append(parse_event(doc, latest_ts=latest))
+        except InvalidEvent as exc:
+            out.rejects.append(Reject(str(exc), raw))
+    elif isinstance(doc, list):
+        if len(doc) > MAX_EVENTS_PER_MESSAGE:
+            out.rejects.append(
+                Reject(f"array holds {len(doc)} events, over the limit of {MAX_EVENTS_PER_MESSAGE}", raw)
+            )
+            return out
+        for index, item in enumerate(doc):
+            try:
+                if not isinstance(item, dict):
+                    raise InvalidEvent(f"array item is {_json_kind(item)}, not an event object")
+                out.events.append(parse_event(item, latest_ts=latest))
+            except InvalidEvent as exc:
+                out.rejects.append(Reject(str(exc), orjson.dumps(item), index))
+    else:
+        out.rejects.append(Reject(f"message is {_json_kind(doc)}, not an event object or array", raw))
+    return out
+
+
+def parse_event(doc: dict[str, Any], *, latest_ts: float = math.inf) -> ClickEvent:
+    """Validate one decoded JSON object against the contract.
+
+    >>> parse_event({"user_id": "u1", "type": "page_view", "ts": "2026-01-01T00:00:00Z"}).ts
+    1767225600.0
+    >>> parse_event({"user_id": "u1", "type": "page_view", "ts": 1767225600000}).ts
+    1767225600.0
+    >>> parse_event({"user_id": "u1", "type": "page_view"})
+    Traceback (most recent call last):
+    ...
+    app.core.events.InvalidEvent: field 'ts': missing
+    """
+    user_id = doc.get("user_id")
+    if type(user_id) is not str or not user_id or len(user_id) > MAX_ID_CHARS:
+        raise InvalidEvent(f"field 'user_id': must be a non-empty string of at most {MAX_ID_CHARS} characters")
+    kind = doc.get("type")
+    if type(kind) is not str or not kind or len(kind) > 64:
+        raise InvalidEvent("field 'type': must be a non-empty string of at most 64 characters")
+    if "ts" not in doc:
+        raise InvalidEvent("field 'ts': missing")
+    ts = parse_ts(doc["ts"])
+    if ts > latest_ts:
+        raise InvalidEvent(f"field 'ts': {ts:.3f} is too far in the future")
+    event = ClickEvent(user_id, kind, ts)
+    if len(doc) > 3:
+        _parse_optional(doc, event)
+    return event
+
+
+def parse_ts(raw: Any) -> float:
+    """Event time in epoch seconds from RFC 3339, epoch seconds or epoch milliseconds."""
+    if type(raw) is str:
+        try:
+            parsed = datetime.fromisoformat(raw)
+        except ValueError:
+            raise InvalidEvent(f"field 'ts': {raw[:40]!r} is not an RFC 3339 timestamp") from None
+        if parsed.tzinfo is None:
+            raise InvalidEvent(f"field 'ts': {raw[:40]!r} has no UTC offset")
+        ts = parsed.timestamp()
+    elif type(raw) in (int, float):
+        ts = raw / 1000.0 if raw >= _MS_THRESHOLD else float(raw)
+    else:
+        raise InvalidEvent("field 'ts': must be an RFC 3339 string or epoch seconds or milliseconds")
+    if not math.isfinite(ts) or ts < EARLIEST_TS:
+        raise InvalidEvent("field 'ts': must be on or after 2000-01-01T00:00:00Z")
+    return ts
+
+
+def _parse_optional(doc: dict[str, Any], event: ClickEvent) -> None:
+    get = doc.get
+    event.event_id = _optional_text(get("event_id"), "event_id", MAX_ID_CHARS)
+    event.session_id = _optional_text(get("session_id"), "session_id", MAX_ID_CHARS)
+    event.page = _optional_text(get("page"), "page", MAX_TEXT_CHARS)
+    event.category = _optional_text(get("category"), "category", MAX_ID_CHARS)
+    event.value = _optional_number(get("value"), "value", 0.0, math.inf)
+    event.scroll_depth = _optional_number(get("scroll_depth"), "scroll_depth", 0.0, 1.0)
+    event.dwell_ms = _optional_number(get("dwell_ms"), "dwell_ms", 0.0, math.inf)
+    device = get("device")
+    if device is not None:
+        if device not in DEVICES:
+            raise InvalidEvent(f"field 'device': must be one of {sorted(DEVICES)}")
+        event.device = device
+    consent = get("consent")
+    if consent is not None:
+        if type(consent) is not bool:
+            raise InvalidEvent("field 'consent': must be true or false")
+        event.consent = consent
+    traits = get("traits")
+    if traits is not None:
+        event.traits = _parse_traits(traits)
+
+
+def _optional_text(raw: Any, name: str, limit: int) -> str | None:
+    if raw is None:
+        return None
+    if type(raw) is not str or len(raw) > limit:
+        raise InvalidEvent(f"field '{name}': must be a string of at most {limit} characters")
+    return raw
+
+
+def _optional_number(raw: Any, name: str, low: float, high: float) -> float | None:
+    if raw is None:
+        return None
+    if type(raw) not in (int, float) or not low <= raw <= high:
+        bounds = f">= {low:g}" if high == math.inf else f"between {low:g} and {high:g}"
+        raise InvalidEvent(f"field '{name}': must be a number {bounds}, got {raw!r:.40}")
+    return float(raw)
+
+
+def _parse_traits(raw: Any) -> dict[str, Any]:
+    if type(raw) is not dict:
+        raise InvalidEvent("field 'traits': must be an object")
+    if len(raw) > MAX_TRAITS:
+        raise InvalidEvent(f"field 'traits': at most {MAX_TRAITS} traits")
+    for key, value in raw.items():
+        if len(key) > 64:
+            raise InvalidEvent("field 'traits': names are at most 64 characters")
+        if value is not None and type(value) not in (str, int, float, bool):
+            raise InvalidEvent(f"field 'traits.{key}': must be a string, number, boolean or null")
+        if type(value) is str and len(value) > MAX_ID_CHARS:
+            raise InvalidEvent(f"field 'traits.{key}': at most {MAX_ID_CHARS} characters")
+    return raw
+
+
+def _json_kind(value: Any) -> str:
+    return {str: "a string", int: "a number", float: "a number", bool: "a boolean", list: "an array"}.get(
+        type(value), "null"
+    )
+
+
+def format_ts(ts: float) -> str:
+    """Epoch seconds as RFC 3339 UTC with milliseconds, the form every output uses.
+
+    >>> format_ts(1767225600.25)
+    '2026-01-01T00:00:00.250Z'
+    """
+    return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")

@@ -1,0 +1,108 @@
+"""The published segment model: what every worker predicts with.
+
+A :class:`ModelSnapshot` is plain data (it travels as JSON on the ``segment-model``
+topic): the features it reads, how to scale them, the centroids in scaled space
+and the stable segment id and readable name of each centroid.
+
+>>> snap = ModelSnapshot(version=3, features=("monetary", "mobile_share"), log_features=("monetary",),
+...                      mean=(3.0, 0.5), std=(1.0, 0.2), centroids=((1.5, -0.2), (-1.0, 1.6)),
+...                      segment_ids=("c1", "c2"), names=("high spend", "mobile"), samples=1000, ts=0.0)
+>>> ModelSnapshot.from_dict(snap.to_dict()) == snap
+True
+>>> name_centroids(("monetary", "mobile_share"), [(1.5, -0.2), (-1.0, 1.6)])
+['high spend', 'mobile · low spend']
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+NEW_SEGMENT = "new"
+
+# Feature -> words for a centroid well above / well below the population.
+_DESCRIPTORS: dict[str, tuple[str, str]] = {
+    "avg_order_value": ("big baskets", "small baskets"),
+    "monetary": ("high spend", "low spend"),
+    "frequency": ("frequent", "rare buyer"),
+    "conversion": ("converts", "rarely buys"),
+    "cart_abandon_rate": ("cart abandoner", "completes carts"),
+    "cart_adds_without_purchase": ("abandoned carts", "few open carts"),
+    "abandoned_per_session": ("cart abandoner", "completes carts"),
+    "cart_adds_per_session": ("fills carts", "rarely adds to cart"),
+    "views_per_session": ("heavy browser", "focused"),
+    "product_views": ("heavy browser", "few views"),
+    "search_share": ("searcher", "few searches"),
+    "mobile_share": ("mobile", "desktop"),
+    "mean_scroll_depth": ("deep reader", "skimmer"),
+    "mean_dwell_s": ("lingers", "quick visits"),
+    "sessions": ("regular", "occasional"),
+    "mean_session_s": ("long sessions", "short sessions"),
+    "recency_days": ("lapsed", "recent buyer"),
+}
+_NAME_THRESHOLD_Z = 0.5
+_NAME_WORDS = 3
+
+
+@dataclass(frozen=True)
+class ModelSnapshot:
+    """One immutable version of the segment model."""
+
+    version: int
+    features: tuple[str, ...]
+    log_features: tuple[str, ...]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    centroids: tuple[tuple[float, ...], ...]
+    segment_ids: tuple[str, ...]
+    names: tuple[str, ...]
+    samples: int
+    ts: float  # event time of the last sample it learned from
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, doc: dict[str, Any]) -> ModelSnapshot:
+        return cls(
+            version=int(doc["version"]),
+            features=tuple(doc["features"]),
+            log_features=tuple(doc["log_features"]),
+            mean=tuple(doc["mean"]),
+            std=tuple(doc["std"]),
+            centroids=tuple(tuple(row) for row in doc["centroids"]),
+            segment_ids=tuple(doc["segment_ids"]),
+            names=tuple(doc["names"]),
+            samples=int(doc["samples"]),
+            ts=float(doc["ts"]),
+        )
+
+    def name_of(self, segment: str) -> str:
+        if segment == NEW_SEGMENT:
+            return "new"
+        try:
+            return self.names[self.segment_ids.index(segment)]
+        except ValueError:
+            return segment
+
+
+def name_centroids(features: Sequence[str], centroids: Sequence[Sequence[float]]) -> list[str]:
+    """Readable, unique names from centroids given as z-scores against the population."""
+    names: list[str] = []
+    for centroid in centroids:
+        ranked = sorted(range(len(features)), key=lambda i: -abs(centroid[i]))
+        words: list[str] = []
+        for i in ranked:
+            high, low = _DESCRIPTORS.get(features[i], (f"high {features[i]}", f"low {features[i]}"))
+            word = high if centroid[i] > 0 else low
+            if abs(centroid[i]) >= _NAME_THRESHOLD_Z and word not in words:
+                words.append(word)
+            if len(words) == _NAME_WORDS:
+                break
+        name = " · ".join(words) or "typical"
+        base, n = name, 2
+        while name in names:
+            name, n = f"{base} ({n})", n + 1
+        names.append(name)
+    return names

@@ -1,0 +1,176 @@
+"""Segment assignment: vectorised prediction, then hysteresis and minimum dwell.
+
+The segmenter predicts for a whole batch at once with numpy against the current
+:class:`~app.core.model.ModelSnapshot`, then walks the batch in order to decide,
+per user, whether membership changes. A user near a boundary does not flap: a
+move needs the new centroid to be clearly closer (``hysteresis``) and the user to
+have stayed ``min_dwell_s`` of event time in the current segment.
+
+>>> from app.core.model import ModelSnapshot
+>>> features = ("conversion", "search_share")
+>>> snap = ModelSnapshot(1, features, (), (0.0, 0.0), (1.0, 1.0), ((0.0, 0.0), (4.0, 0.0)),
+...                      ("c1", "c2"), ("rarely buys", "converts"), 100, 0.0)
+>>> seg = Segmenter(SegmenterConfig(features=features, log_features=(), min_dwell_s=60.0))
+>>> seg.use(snap)
+>>> member = Membership()
+>>> dist = seg.distances([[0.1, 0.0], [2.1, 0.0], [3.9, 0.0]])
+>>> [seg.decide(member, row, ts=t, eligible=True) for row, t in zip(dist, (0.0, 30.0, 90.0))]
+['c1', None, 'c2']
+>>> member.segment, member.since_ts, member.seq
+('c2', 90.0, 2)
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from app.core.features import UserFeatures
+from app.core.model import NEW_SEGMENT, ModelSnapshot
+
+DEFAULT_FEATURES = (
+    "avg_order_value",
+    "conversion",
+    "abandoned_per_session",
+    "views_per_session",
+    "search_share",
+    "mobile_share",
+    "mean_scroll_depth",
+    "mean_dwell_s",
+)
+DEFAULT_LOG_FEATURES = ("avg_order_value", "views_per_session", "mean_dwell_s")
+
+
+@dataclass(frozen=True)
+class SegmenterConfig:
+    """Which features the model reads and how membership may change."""
+
+    features: tuple[str, ...] = DEFAULT_FEATURES
+    log_features: tuple[str, ...] = DEFAULT_LOG_FEATURES
+    min_events: int = 10  # evidence before a user leaves segment "new"
+    min_sessions: int = 2
+    hysteresis: float = 0.2  # a move needs the new centroid this much closer
+    min_dwell_s: float = 3_600.0  # event time in a segment before the next move
+    sample_rate: float = 0.1  # share of user updates the learner sees
+
+    def __post_init__(self) -> None:
+        unknown = [name for name in self.features if name not in VECTOR_FEATURES]
+        if unknown:
+            raise ValueError(f"unknown segmenter features {unknown}; choose from {sorted(VECTOR_FEATURES)}")
+        if not 0.0 <= self.hysteresis < 1.0:
+            raise ValueError("hysteresis must be in [0, 1)")
+        if not 0.0 <= self.sample_rate <= 1.0:
+            raise ValueError("sample_rate must be in [0, 1]")
+
+
+class Membership:
+    """A user's cluster segment, when it was entered and how many changes so far."""
+
+    __slots__ = ("segment", "since_ts", "seq", "model_version")
+
+    def __init__(self, segment: str = NEW_SEGMENT, since_ts: float = 0.0, seq: int = 0, model_version: int = 0):
+        self.segment = segment
+        self.since_ts = since_ts
+        self.seq = seq
+        self.model_version = model_version
+
+    def to_record(self) -> list:
+        return [self.segment, self.since_ts, self.seq, self.model_version]
+
+    @classmethod
+    def from_record(cls, record: list) -> Membership:
+        return cls(*record)
+
+
+def _nan_if_empty(count: int, value: float) -> float:
+    return value if count else math.nan
+
+
+# Feature name -> cheap reader. NaN marks "not observed"; prediction imputes the
+# population mean for it.
+VECTOR_FEATURES: dict[str, Callable[[UserFeatures], float]] = {
+    "avg_order_value": UserFeatures.avg_order_value,
+    "conversion": lambda u: u.purchases / u.sessions if u.sessions else 0.0,
+    "cart_abandon_rate": UserFeatures.cart_abandon_rate,
+    "cart_adds_per_session": lambda u: u.cart_adds / u.sessions if u.sessions else 0.0,
+    "abandoned_per_session": lambda u: (u.cart_abandoned + u.cart_open) / u.sessions if u.sessions else 0.0,
+    "views_per_session": lambda u: u.product_views / u.sessions if u.sessions else 0.0,
+    "search_share": UserFeatures.search_share,
+    "mobile_share": lambda u: _nan_if_empty(u.device_events, u.mobile_share()),
+    "mean_scroll_depth": lambda u: u.scroll_sum / u.scroll_n if u.scroll_n else math.nan,
+    "mean_dwell_s": lambda u: u.dwell_sum / u.dwell_n / 1000.0 if u.dwell_n else math.nan,
+    "mean_session_s": UserFeatures.mean_session_s,
+    "sessions": lambda u: float(u.sessions),
+    "frequency": lambda u: float(u.purchases),
+    "monetary": lambda u: u.monetary,
+    "product_views": lambda u: float(u.product_views),
+    "cart_adds_without_purchase": lambda u: float(u.cart_abandoned + u.cart_open),
+    "events": lambda u: float(u.events),
+}
+
+
+def feature_vector(user: UserFeatures, features: Sequence[str]) -> list[float]:
+    """The raw (unscaled) values of ``features`` for one user; NaN where unobserved."""
+    return [VECTOR_FEATURES[name](user) for name in features]
+
+
+class Segmenter:
+    """Predicts with one model snapshot and decides membership changes."""
+
+    def __init__(self, config: SegmenterConfig) -> None:
+        self.config = config
+        self.snapshot: ModelSnapshot | None = None
+        self._columns: list[int] = []
+        self._log_mask: np.ndarray | None = None
+        self._mean = self._std = self._centroids = None
+        self._index: dict[str, int] = {}
+
+    def use(self, snapshot: ModelSnapshot) -> None:
+        """Switch to ``snapshot``; it may read a different feature order than the config."""
+        missing = [name for name in snapshot.features if name not in self.config.features]
+        if missing:
+            raise ValueError(f"model v{snapshot.version} reads features this worker does not compute: {missing}")
+        self.snapshot = snapshot
+        self._columns = [self.config.features.index(name) for name in snapshot.features]
+        self._log_mask = np.array([name in snapshot.log_features for name in snapshot.features])
+        self._mean = np.asarray(snapshot.mean, dtype=np.float64)
+        self._std = np.asarray(snapshot.std, dtype=np.float64)
+        self._centroids = np.asarray(snapshot.centroids, dtype=np.float64)
+        self._index = {segment: i for i, segment in enumerate(snapshot.segment_ids)}
+
+    def scale(self, rows: Sequence[Sequence[float]]) -> np.ndarray:
+        """Rows in config feature order -> z-scores in model feature order, NaN -> 0."""
+        x = np.asarray(rows, dtype=np.float64).reshape(len(rows), -1)[:, self._columns]
+        x[:, self._log_mask] = np.log1p(np.maximum(x[:, self._log_mask], 0.0))
+        z = (x - self._mean) / self._std
+        return np.nan_to_num(z, nan=0.0, posinf=0.0, neginf=0.0)
+
+    def distances(self, rows: Sequence[Sequence[float]]) -> np.ndarray:
+        """Euclidean distance of every row to every centroid, shape (rows, segments)."""
+        z = self.scale(rows)
+        diff = z[:, None, :] - self._centroids[None, :, :]
+        return np.sqrt(np.einsum("nkd,nkd->nk", diff, diff))
+
+    def decide(self, member: Membership, distances: np.ndarray, *, ts: float, eligible: bool) -> str | None:
+        """Apply one prediction to ``member``; returns the new segment id if it changed."""
+        ids = self.snapshot.segment_ids
+        best = int(distances.argmin())
+        current = self._index.get(member.segment)
+        if current is None:
+            # "new", or a segment this model no longer has: join the nearest one.
+            if member.segment == NEW_SEGMENT and not eligible:
+                return None
+        elif best == current:
+            return None
+        elif ts - member.since_ts < self.config.min_dwell_s:
+            return None
+        elif distances[best] >= (1.0 - self.config.hysteresis) * distances[current]:
+            return None
+        member.segment = ids[best]
+        member.since_ts = ts
+        member.seq += 1
+        member.model_version = self.snapshot.version
+        return member.segment

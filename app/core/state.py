@@ -1,0 +1,37 @@
+"""The one value segstream keeps per user: feature state plus segment membership.
+
+>>> from app.core.events import ClickEvent
+>>> from app.core.features import FeatureConfig
+>>> state = UserState()
+>>> state.features.apply(ClickEvent("u1", "search", 1_767_225_600.0), FeatureConfig())
+'ok'
+>>> UserState.from_record(state.to_record()).to_record() == state.to_record()
+True
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from app.core.features import UserFeatures
+from app.core.segmenter import Membership
+
+STATE_SCHEMA = 1
+
+
+class UserState:
+    __slots__ = ("features", "membership")
+
+    def __init__(self, features: UserFeatures | None = None, membership: Membership | None = None) -> None:
+        self.features = features or UserFeatures()
+        self.membership = membership or Membership()
+
+    def to_record(self) -> list[Any]:
+        return [STATE_SCHEMA, self.features.to_record(), self.membership.to_record()]
+
+    @classmethod
+    def from_record(cls, record: list[Any]) -> UserState:
+        schema, features, membership = record
+        if schema != STATE_SCHEMA:
+            raise ValueError(f"user state schema {schema} is not {STATE_SCHEMA}; migrate the table first")
+        return cls(UserFeatures.from_record(features), Membership.from_record(membership))

@@ -1,0 +1,43 @@
+"""The Faust app, and the ``segstream`` command line.
+
+Agents live in ``agents/`` and tables in ``tables/``; both register themselves
+on :data:`app` when imported, and :func:`main` imports them before a worker starts.
+"""
+
+from __future__ import annotations
+
+import faust
+
+from app.settings import Settings, load_settings
+
+settings: Settings = load_settings()
+
+
+def create_app(config: Settings) -> faust.App:
+    """The Faust app for ``config``. The app id and table names are a storage schema."""
+    return faust.App(
+        config.app_id,
+        broker=config.broker,
+        store=config.store,
+        datadir=config.data_dir,
+        web_host=config.web_host,
+        web_port=config.web_port,
+        topic_partitions=config.partitions,
+        topic_allow_declare=True,
+        processing_guarantee="at_least_once",
+        stream_wait_empty=False,
+        consumer_auto_offset_reset="earliest",
+        producer_linger_ms=5,
+        table_cleanup_interval=3600.0,
+        web_enabled=True,
+        autodiscover=False,
+    )
+
+
+app = create_app(settings)
+
+
+def main() -> int:
+    from app.cli import run
+
+    return run()

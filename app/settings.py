@@ -1,0 +1,107 @@
+"""One settings object: defaults, then the TOML file in SEGSTREAM_CONFIG, then SEGSTREAM_* env vars.
+
+>>> s = load_settings(env={"SEGSTREAM_WEB_PORT": "7000", "SEGSTREAM_LEARN": "false"})
+>>> s.web_port, s.learn, s.broker
+(7000, False, 'kafka://127.0.0.1:9092')
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from app.core.engine import EngineConfig
+from app.core.features import FeatureConfig
+from app.core.learner import LearnerConfig
+from app.core.segmenter import SegmenterConfig
+
+ENV_PREFIX = "SEGSTREAM_"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every setting; the README's configuration table documents each one."""
+
+    app_id: str = "segstream"
+    broker: str = "kafka://127.0.0.1:9092"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    web_port: int = 6066
+    web_host: str = "127.0.0.1"
+    store: str = "memory://"
+    data_dir: str = ".segstream-data"
+    topic_prefix: str = ""
+    partitions: int = 4
+    batch_size: int = 1_000
+    batch_within_s: float = 0.2
+    max_message_bytes: int = 1_048_576
+    max_future_s: float = 86_400.0
+    learn: bool = True
+    model_file: str = ""
+    log_level: str = "info"
+    engine: EngineConfig = field(default_factory=EngineConfig)
+
+    def topic(self, name: str) -> str:
+        return f"{self.topic_prefix}{name}"
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Build the settings from the config file named by SEGSTREAM_CONFIG and the environment."""
+    env = os.environ if env is None else env
+    doc: dict[str, Any] = {}
+    path = env.get(f"{ENV_PREFIX}CONFIG")
+    if path:
+        try:
+            doc = tomllib.loads(Path(path).read_text())
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise SystemExit(f"segstream: cannot read config file {path}: {exc}") from None
+    sections = {name: doc.pop(name, {}) for name in ("features", "segmenter", "learner")}
+    scalars = {f.name: f for f in fields(Settings) if f.name != "engine"}
+    unknown = sorted(set(doc) - set(scalars))
+    if unknown:
+        raise SystemExit(f"segstream: unknown settings {unknown} in {path}")
+    values: dict[str, Any] = {}
+    for name, spec in scalars.items():
+        raw = env.get(f"{ENV_PREFIX}{name.upper()}", doc.get(name))
+        if raw is not None:
+            values[name] = _coerce(name, spec.type, raw)
+    values["engine"] = EngineConfig(
+        features=_section(FeatureConfig, sections["features"], "features"),
+        segmenter=_section(SegmenterConfig, sections["segmenter"], "segmenter"),
+        learner=_section(LearnerConfig, sections["learner"], "learner"),
+    )
+    return Settings(**values)
+
+
+def _coerce(name: str, kind: Any, raw: Any) -> Any:
+    kind = {"int": int, "float": float, "bool": bool, "str": str}.get(kind, kind)
+    if kind is bool and isinstance(raw, str):
+        if raw.lower() not in ("1", "0", "true", "false", "yes", "no"):
+            raise SystemExit(f"segstream: setting {name} must be true or false, got {raw!r}")
+        return raw.lower() in ("1", "true", "yes")
+    try:
+        return kind(raw)
+    except (TypeError, ValueError):
+        raise SystemExit(f"segstream: setting {name} must be {kind.__name__}, got {raw!r}") from None
+
+
+def _section(cls: type, values: dict[str, Any], name: str) -> Any:
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise SystemExit(f"segstream: unknown settings {unknown} in [{name}]; known: {sorted(known)}")
+    converted = {
+        key: tuple(value) if isinstance(value, list) else value for key, value in values.items()
+    }
+    if "windows" in converted:
+        converted["windows"] = {k: tuple(v) for k, v in converted["windows"].items()}
+    if "categorical_traits" in converted:
+        converted["categorical_traits"] = {k: tuple(v) for k, v in converted["categorical_traits"].items()}
+    try:
+        return dataclasses.replace(cls(), **converted)
+    except (TypeError, ValueError) as exc:
+        raise SystemExit(f"segstream: invalid [{name}] settings: {exc}") from None
