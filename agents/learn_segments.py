@@ -9,17 +9,17 @@ import orjson
 
 from app.core.learner import DriftEvent, Learner
 from app.main import app, settings
-from app.topics import model_samples, segment_drift
-from tables.codecs import encode_model
-from tables.learner_checkpoint import LEARNER, learner_checkpoint
-from tables.segment_model import CURRENT, model_by_name
+from app.model_feed import CURRENT, LEARNER, ModelFeed
+from app.topics import model_samples, segment_drift, segment_model
 
 log = logging.getLogger(__name__)
 
+model_feed = app.service(ModelFeed(settings.broker, segment_model.get_topic_name()))
+
 
 def _restore_learner() -> Learner:
-    """Resume from the checkpoint so versions keep increasing across restarts."""
-    raw = learner_checkpoint.get(LEARNER)
+    """Resume from the checkpoint on segment-model so versions keep increasing across restarts."""
+    raw = model_feed.latest.get(LEARNER)
     if raw is not None:
         learner = pickle.loads(raw)
         log.info("learner resumed at %d samples", learner.samples)
@@ -32,16 +32,17 @@ def _restore_learner() -> Learner:
 
 @app.agent(model_samples, concurrency=1)
 async def learn_segments(stream):
-    """Learn every sample; publish snapshots to the model table and drift to segment-drift."""
+    """Learn every sample; publish snapshots and checkpoints to segment-model, drift to segment-drift."""
     learner = None
     async for batch in stream.take(settings.batch_size, within=settings.batch_within_s):
         if not settings.learn:
             continue
         if learner is None:
+            await model_feed.caught_up.wait()
             learner = _restore_learner()
         published = None
-        for raw in batch:
-            vector, ts = orjson.loads(raw)
+        samples = [sample for raw in batch for sample in orjson.loads(raw)]
+        for vector, ts in samples:
             for output in learner.learn(vector, ts):
                 if isinstance(output, DriftEvent):
                     log.warning("drift: model v%d -> v%d", output.previous_version, output.version)
@@ -50,6 +51,6 @@ async def learn_segments(stream):
                     published = output
         # published: the newest ModelSnapshot of this batch, if any
         if published is not None:
-            model_by_name[CURRENT] = encode_model(published)
-            learner_checkpoint[LEARNER] = pickle.dumps(learner)
+            await segment_model.send(key=LEARNER, value=pickle.dumps(learner))
+            await segment_model.send(key=CURRENT, value=orjson.dumps(published.to_dict()))
             log.info("published model v%d after %d samples", published.version, learner.samples)

@@ -21,6 +21,7 @@ def create_app(config: Settings) -> faust.App:
         store=config.store,
         datadir=config.data_dir,
         web_host=config.web_host,
+        web_bind=config.web_host,
         web_port=config.web_port,
         topic_partitions=config.partitions,
         topic_allow_declare=True,

@@ -38,6 +38,7 @@ class Settings:
     partitions: int = 4
     batch_size: int = 1_000
     batch_within_s: float = 0.2
+    state_cache_users: int = 200_000
     max_message_bytes: int = 1_048_576
     max_future_s: float = 86_400.0
     learn: bool = True

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from app.main import app, settings
 
-_RAW = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
+# internal=True: the worker creates each topic at start with these partition counts
+# (an existing topic is left as it is).
+_RAW = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw", "internal": True}
 
 # Partitions: clicks and the user-state changelog must match (co-partitioned by user_id).
 clicks = app.topic(settings.topic("clicks"), partitions=settings.partitions, **_RAW)
@@ -17,3 +19,13 @@ segment_changes = app.topic(settings.topic("segment-changes"), partitions=settin
 segment_drift = app.topic(settings.topic("segment-drift"), partitions=1, **_RAW)
 # One partition: the learner is a single global model.
 model_samples = app.topic(settings.topic("model-samples"), partitions=1, **_RAW)
+# Compacted: keys "current" (the model snapshot) and "learner" (the learner checkpoint).
+segment_model = app.topic(settings.topic("segment-model"), partitions=1, compacting=True, **_RAW)
+
+ALL_TOPICS = (clicks, clicks_dlq, segment_changes, segment_drift, model_samples, segment_model)
+
+
+async def declare_topics() -> None:
+    """Create every topic that is missing, with the partition counts above."""
+    for topic in ALL_TOPICS:
+        await topic.maybe_declare()

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import faust
 import orjson
 
 from app.core.model import ModelSnapshot
 from app.core.state import UserState
+
+# Tables hold bytes; segstream encodes and decodes values itself (below).
+RAW_SCHEMA = faust.Schema(key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
 
 
 def encode_state(state: UserState) -> bytes:

@@ -1,21 +1,96 @@
 """``user_to_state``: one value per user (feature state + membership), written once per batch.
 
-Declared with ``use_partitioner=True`` so the agent can write it after a
-``take`` batch; that relies on clicks being keyed by user_id with the default
-(murmur2) partitioner, the same one the changelog producer uses.
+Faust writes a table key as one message through its producer buffer, which
+costs about 100 µs here (DESIGN.md). :class:`UserStateCache` keeps decoded
+states in memory in front of the table and writes each batch's changed users to
+the table's changelog as whole Kafka record batches, one per partition. Offsets
+stay safe: the records are queued before the batch's events are acked, and
+Faust flushes the producer before every offset commit.
 """
 
 from __future__ import annotations
 
+import asyncio
+from collections import OrderedDict
+
+from app.core.state import UserState
 from app.main import app, settings
+from tables.codecs import RAW_SCHEMA, decode_state, encode_state
 
 user_to_state = app.Table(
     "user_to_state",
     partitions=settings.partitions,
-    key_type=bytes,
-    value_type=bytes,
-    key_serializer="raw",
-    value_serializer="raw",
-    use_partitioner=True,
+    schema=RAW_SCHEMA,
     help="Per-user feature state and segment membership (tables.codecs.encode_state).",
 )
+
+
+class UserStateCache:
+    """Decoded user states in front of ``user_to_state``; bounded, least recently used out."""
+
+    def __init__(self, table, max_users: int) -> None:
+        self.table = table
+        self.max_users = max_users
+        self._states: OrderedDict[str, UserState] = OrderedDict()
+        self._pending: list[asyncio.Future] = []
+
+    def get(self, user_id: str) -> UserState | None:
+        state = self._states.get(user_id)
+        if state is not None:
+            self._states.move_to_end(user_id)
+            return state
+        raw = self.table.data.get(user_id.encode())  # recovered from the changelog
+        return None if raw is None else decode_state(raw)
+
+    def clear(self) -> None:
+        """Forget cached states (partitions moved): the table is the truth again."""
+        self._states.clear()
+
+    async def write(self, touched: dict[str, UserState], partitions: dict[str, int]) -> int:
+        """Write every touched state to the local store and the changelog; returns bytes written."""
+        self._raise_failed_writes()
+        producer = app.producer._ensure_producer()  # Faust's own aiokafka producer
+        topic = self.table.changelog_topic.get_topic_name()
+        store = self.table.data
+        batches: dict[int, object] = {}
+        written = 0
+        for user_id, state in touched.items():
+            key, value = user_id.encode(), encode_state(state)
+            written += len(value)
+            store[key] = value
+            self._remember(user_id, state)
+            partition = partitions[user_id]
+            batch = batches.get(partition) or producer.create_batch()
+            if batch.append(key=key, value=value, timestamp=None) is None:
+                self._pending.append(await producer.send_batch(batch, topic, partition=partition))
+                batch = producer.create_batch()
+                batch.append(key=key, value=value, timestamp=None)
+            batches[partition] = batch
+        for partition, batch in batches.items():
+            self._pending.append(await producer.send_batch(batch, topic, partition=partition))
+        return written
+
+    def _remember(self, user_id: str, state: UserState) -> None:
+        self._states[user_id] = state
+        self._states.move_to_end(user_id)
+        while len(self._states) > self.max_users:
+            self._states.popitem(last=False)
+
+    def _raise_failed_writes(self) -> None:
+        # A failed changelog write must stop the agent before more offsets are
+        # acked: the supervisor restarts it from the last commit.
+        still_pending = []
+        for future in self._pending:
+            if not future.done():
+                still_pending.append(future)
+            elif future.exception() is not None:
+                raise future.exception()
+        self._pending = still_pending
+
+
+user_states = UserStateCache(user_to_state, max_users=settings.state_cache_users)
+
+
+@app.on_partitions_revoked.connect
+async def _forget_revoked(app, revoked, **kwargs) -> None:  # noqa: ARG001 - Faust signal signature
+    user_states.clear()

@@ -19,7 +19,6 @@ import time
 from collections.abc import Iterator
 from typing import IO
 
-import orjson
 
 from app.core.simulator import Message, Scenario, assign_personas, generate
 
@@ -79,11 +78,11 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"segstream simulate: {exc}", file=sys.stderr)
         return 2
-    if args.truth:
-        _write_truth(args.truth, scenario)
     pacer = _Pacer(args.rate)
     started = time.monotonic()
     try:
+        if args.truth:
+            _write_truth(args.truth, scenario)
         if args.to_kafka:
             broker = args.broker or os.environ.get("SEGSTREAM_BROKER") or DEFAULT_BROKER
             messages, events = asyncio.run(_produce(generate(scenario), broker, args.topic, pacer))
@@ -91,6 +90,10 @@ def run(args: argparse.Namespace) -> int:
             messages, events = asyncio.run(_write_lines(generate(scenario), args.out or "-", pacer))
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # The reader went away (`... | head`): stop quietly, as other command-line tools do.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except Exception as exc:  # a clear one-line error beats a traceback for I/O failures
         print(f"segstream simulate: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
@@ -145,16 +148,13 @@ async def _write_lines(messages: Iterator[Message], path: str, pacer: _Pacer) ->
 
 
 async def _write_to(out: IO[bytes], messages: Iterator[Message], pacer: _Pacer) -> tuple[int, int]:
-    dumps = orjson.dumps
     n_messages = n_events = pending = 0
     lines: list[bytes] = []
     for message in messages:
-        events = message.events
-        # One event: a bare object; several: an array (orjson writes tuples as arrays).
-        lines.append(dumps(events[0] if len(events) == 1 else events))
+        lines.append(message.to_bytes())  # one event: a bare object; several: an array
         n_messages += 1
-        n_events += len(events)
-        pending += len(events)
+        n_events += len(message.events)
+        pending += len(message.events)
         if pending >= pacer.every or len(lines) >= 4096:
             out.write(b"\n".join(lines) + b"\n")
             lines.clear()
@@ -191,14 +191,13 @@ async def _produce(messages: Iterator[Message], broker: str, topic: str, pacer: 
         max_batch_size=_KAFKA_BATCH_BYTES,
         acks=1,
     )
-    await producer.start()
     try:
+        await producer.start()
         partitions = sorted(await producer.partitions_for(topic))
         partitioner = DefaultPartitioner()
         routes: dict[str, tuple[bytes, int]] = {}  # user_id -> (key bytes, partition)
         batches: dict[int, object] = {}
         deliveries: list[asyncio.Future] = []
-        dumps = orjson.dumps
         n_messages = n_events = pending = 0
 
         async def send(partition: int) -> None:
@@ -215,8 +214,7 @@ async def _produce(messages: Iterator[Message], broker: str, topic: str, pacer: 
                 key = message.key.encode()
                 route = routes[message.key] = (key, partitioner(key, partitions, partitions))
             key, partition = route
-            events = message.events
-            value = dumps(events[0] if len(events) == 1 else events)
+            value = message.to_bytes()
             batch = batches.get(partition)
             if batch is None:
                 batch = batches[partition] = producer.create_batch()
@@ -226,8 +224,8 @@ async def _produce(messages: Iterator[Message], broker: str, topic: str, pacer: 
                 if batch.append(key=key, value=value, timestamp=None) is None:
                     raise ValueError(f"a message of {len(value)} bytes does not fit in a Kafka batch")
             n_messages += 1
-            n_events += len(events)
-            pending += len(events)
+            n_events += len(message.events)
+            pending += len(message.events)
             if pending >= pacer.every:
                 for partition in list(batches):  # paced: deliver what is due now
                     await send(partition)

@@ -17,7 +17,7 @@ def run(args: argparse.Namespace) -> int:
     from app.main import app, settings
 
     import_agents()
-    worker = Worker(app, loglevel=args.loglevel or settings.log_level, web_port=settings.web_port)
+    worker = Worker(app, loglevel=args.loglevel or settings.log_level)
     worker.execute_from_commandline()  # returns when the worker stops (SIGINT/SIGTERM)
     return 0
 

@@ -3,11 +3,13 @@
 One learner holds the single global model. It learns from sampled user feature
 vectors, publishes a :class:`~app.core.model.ModelSnapshot` every
 ``publish_every`` samples, and watches the distance of each sample to its
-nearest centroid with ADWIN. Drift policy: when ADWIN detects a change in that
-distance, the learner refits on the ``refresh_window`` most recent samples,
-matches the new centroids to the old ones (Hungarian assignment on centroid
-distance) so segment ids survive, bumps the version, and ignores further
-detections for ``drift_cooldown`` samples.
+nearest centroid with ADWIN. Drift policy: when ADWIN detects that this
+distance grew by more than ``drift_tolerance`` over its best level since the last
+fit, the learner keeps learning online while it collects ``refresh_window`` fresh
+samples, then refits on exactly those, matches the new centroids to the old ones
+(Hungarian assignment on centroid distance) so segment ids survive, bumps the
+version and reports a :class:`DriftEvent`. Detections within ``drift_cooldown``
+samples of the last refit are ignored.
 
 The first model comes from the first ``warmup`` samples: River's KMeans starts
 from random centres and can leave some dead, so the learner seeds it with
@@ -35,10 +37,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from river import cluster, drift, preprocessing
+from river import cluster, preprocessing
 from scipy.optimize import linear_sum_assignment
 
 from app.core.events import format_ts
+from app.core.fit_monitor import FitMonitor
 from app.core.model import ModelSnapshot, name_centroids
 
 
@@ -52,9 +55,9 @@ class LearnerConfig:
     seed: int = 42
     warmup: int = 1_000
     publish_every: int = 1_000
-    refresh_window: int = 2_000
+    refresh_window: int = 1_000
     drift_delta: float = 0.002
-    drift_cooldown: int = 2_000
+    drift_cooldown: int = 1_000
     lloyd_iterations: int = 25
     restarts: int = 10  # k-means++ seedings tried; the lowest inertia wins
     drift_tolerance: float = 0.1  # refresh only if the fit got this much worse
@@ -62,10 +65,10 @@ class LearnerConfig:
 
 @dataclass(frozen=True)
 class DriftEvent:
-    """ADWIN saw the model-fit signal change; the learner refreshed the model."""
+    """ADWIN saw the model fit get worse; the learner refreshed the model."""
 
-    ts: float
-    samples: int
+    ts: float  # event time of the sample at which ADWIN detected the drift
+    samples: int  # samples learned when it was detected
     previous_version: int
     version: int
     baseline_distance: float  # best mean distance to the nearest centroid before the drift
@@ -95,13 +98,14 @@ class Learner:
         self._recent: deque[np.ndarray] = deque(maxlen=max(config.refresh_window, config.warmup))
         self._samples = 0
         self._since_publish = 0
-        self._since_drift = 0
         self._version = 0
         self._ids: list[str] = []
         self._scaler: preprocessing.StandardScaler | None = None
         self._clusterer: Any = None
-        self._adwin = drift.ADWIN(delta=config.drift_delta)
-        self._baseline = math.inf  # best mean distance to the nearest centroid since the last fit
+        self._monitor: FitMonitor | None = None  # set by the first fit
+        self._detected: tuple[float, int, float, float] | None = None  # ts, samples, baseline, distance
+        self._fresh = 0  # samples since the detection
+        self._last_ts: float | None = None
         self.snapshot: ModelSnapshot | None = None
 
     @property
@@ -113,6 +117,7 @@ class Learner:
         x = self._transform(vector)
         self._recent.append(x)
         self._samples += 1
+        self._last_ts = ts
         if self._clusterer is None:
             if len(self._recent) < self.config.warmup:
                 return []
@@ -123,12 +128,13 @@ class Learner:
         scaled = self._scaler.transform_one(sample)
         self._clusterer.learn_one(scaled)
         outputs: list[ModelSnapshot | DriftEvent] = []
-        self._since_drift += 1
-        self._adwin.update(self._distance_to_nearest(scaled))
-        if self._since_drift >= self.config.drift_cooldown:
-            self._baseline = min(self._baseline, self._adwin.estimation)
-        if self._adwin.drift_detected and self._fit_worsened():
-            outputs.extend(self._refresh(ts))
+        if self._detected is None and self._monitor.observe(x):
+            self._detected = (ts, self._samples, self._monitor.baseline, self._monitor.current)
+            self._fresh = 0
+        if self._detected is not None:
+            self._fresh += 1
+        if self._detected is not None and self._fresh >= self.config.refresh_window:
+            outputs.extend(self._refresh())
         else:
             self._since_publish += 1
             if self._since_publish >= self.config.publish_every:
@@ -147,13 +153,6 @@ class Learner:
         # the population mean in scaled space.
         return {name: value for name, value in zip(self.features, x.tolist(), strict=True) if not math.isnan(value)}
 
-    def _distance_to_nearest(self, scaled: dict[str, float]) -> float:
-        best = math.inf
-        for center in self._clusterer.centers.values():
-            d = sum((center.get(k, 0.0) - scaled.get(k, 0.0)) ** 2 for k in self.features)
-            best = min(best, d)
-        return math.sqrt(best)
-
     def _refit(self, data: np.ndarray) -> None:
         """A fresh scaler and clusterer from ``data``; centroids seeded by k-means++."""
         scaler = preprocessing.StandardScaler()
@@ -168,7 +167,13 @@ class Learner:
             for row in z:
                 clusterer.learn_one(dict(zip(self.features, row.tolist(), strict=True)))
         self._scaler, self._clusterer = scaler, clusterer
-        self._baseline = math.inf
+        self._monitor = FitMonitor(
+            *self._moments(scaler),
+            self._centroids(),
+            cooldown=self.config.drift_cooldown,
+            tolerance=self.config.drift_tolerance,
+            delta=self.config.drift_delta,
+        )
         self._name_new_centers(len(clusterer.centers))
 
     def _name_new_centers(self, count: int) -> None:
@@ -197,18 +202,10 @@ class Learner:
             [[self._clusterer.centers[i].get(name, 0.0) for name in self.features] for i in sorted(self._clusterer.centers)]
         )
 
-    def _fit_worsened(self) -> bool:
-        # ADWIN also fires when the fit improves (users' features settle as
-        # evidence accumulates); only a fit worse than the best one since the
-        # last refresh is drift worth a refresh.
-        if self._since_drift < self.config.drift_cooldown:
-            return False
-        return self._adwin.estimation > self._baseline * (1.0 + self.config.drift_tolerance)
-
-    def _refresh(self, ts: float) -> list[ModelSnapshot | DriftEvent]:
+    def _refresh(self) -> list[ModelSnapshot | DriftEvent]:
+        detected_ts, detected_at, baseline, drifted = self._detected
         old_mean, old_std = self._moments(self._scaler)
         old_raw = self._centroids() * old_std + old_mean
-        before, baseline = self._adwin.estimation, self._baseline
         self._refit(np.array(self._recent)[-self.config.refresh_window :])
         new_mean, new_std = self._moments(self._scaler)
         old_in_new = (old_raw - new_mean) / new_std
@@ -219,11 +216,10 @@ class Learner:
         matched = dict(zip(rows.tolist(), cols.tolist(), strict=True))
         fresh = (f"c{n}" for n in range(len(old_ids) + 1, len(old_ids) + len(new) + 1))
         self._ids = [old_ids[matched[i]] if i in matched else next(fresh) for i in range(len(new))]
-        self._adwin = drift.ADWIN(delta=self.config.drift_delta)
-        self._since_drift = 0
+        self._detected = None
         previous = self._version
-        snapshot = self._publish(ts)
-        return [DriftEvent(ts, self._samples, previous, snapshot.version, baseline, float(before)), snapshot]
+        snapshot = self._publish(self._last_ts)
+        return [DriftEvent(detected_ts, detected_at, previous, snapshot.version, baseline, drifted), snapshot]
 
     def _publish(self, ts: float) -> ModelSnapshot:
         self._version += 1

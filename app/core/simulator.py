@@ -46,6 +46,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import count
 
+import orjson
+
 __all__ = ["PERSONAS", "MAX_LATENESS_MS", "Message", "Scenario", "assign_personas", "generate"]
 
 PERSONAS = ("bargain_hunter", "big_spender", "window_shopper", "cart_abandoner", "loyal_regular")
@@ -146,6 +148,19 @@ class Message:
     key: str
     events: tuple[dict, ...]
 
+    def to_bytes(self) -> bytes:
+        """The message as it goes on the wire: a JSON object for one event, an array for several.
+
+        Examples
+        --------
+        >>> Message("u1", ({"user_id": "u1", "type": "search", "ts": 1},)).to_bytes()
+        b'{"user_id":"u1","type":"search","ts":1}'
+        >>> Message("u1", ({"ts": 1}, {"ts": 2})).to_bytes()
+        b'[{"ts":1},{"ts":2}]'
+        """
+        events = self.events
+        return orjson.dumps(events[0] if len(events) == 1 else events)
+
 
 @dataclass(frozen=True)
 class Scenario:
@@ -245,7 +260,7 @@ class _User:
 
     __slots__ = (
         "index", "user_id", "persona", "budget", "mobile", "scroll", "dwell_ms", "search_share",
-        "cart_rate", "buy_rate", "favourite", "traits", "seq", "sessions", "used",
+        "cart_rate", "buy_rate", "favourite", "traits", "seq", "sessions", "used", "last_ts",
     )
 
 
@@ -278,6 +293,7 @@ def _plan_users(scenario: Scenario, rnd: random.Random) -> list[_User]:
         u.seq = 0
         u.sessions = 0
         u.used = 0
+        u.last_ts = scenario.start_ms
         users.append(u)
     weights = [_BEHAVIOUR[u.persona].budget_weight * rnd.uniform(0.6, 1.4) for u in users]
     total = sum(weights)
@@ -364,7 +380,7 @@ class _Simulation:
                 sessions[i] = None
                 user = users[i]
                 if user.budget > 0:
-                    heapreplace(timeline, (self._next_start(user, event["ts"], first=False), i))
+                    heapreplace(timeline, (self._next_start(user, user.last_ts, first=False), i))
                 else:
                     heappop(timeline)
                 flush = True
@@ -494,6 +510,7 @@ class _Simulation:
                 budget -= 1
                 delay = 1 + int(rnd() * _MAX_DUPLICATE_DELAY_MS)
                 heapq.heappush(held, (ts + delay, next(held_order), index, dict(event)))
+            user.last_ts = ts  # the session's last event may be a late one: pace from it
             ts += step
         user.used += user.budget - budget
         user.budget, user.seq = budget, seq

@@ -208,8 +208,11 @@ def test_event_ids_are_unique_except_exact_duplicates():
     assert 0.02 * scenario.events < len(repeated) < 0.08 * scenario.events
 
 
-def test_sessions_are_separated_by_the_session_gap(small_events):
-    for events in by_user(unique(small_events)).values():
+def test_sessions_are_separated_by_the_session_gap():
+    # Many late events: a session's last events are often late ones, and the next
+    # session must still start more than the session gap after them.
+    scenario = Scenario(users=100, events=20_000, seed=2, late_fraction=0.5)
+    for events in by_user(unique(events_of(list(generate(scenario))))).values():
         events = sorted(events, key=lambda e: e["ts"])
         for before, after in zip(events, events[1:]):
             gap = after["ts"] - before["ts"]
@@ -372,3 +375,50 @@ def test_no_shift_without_strength():
 def test_shift_leaves_personas_alone():
     shifted = Scenario(users=50, events=1_000, seed=3, shift_strength=2.0)
     assert assign_personas(shifted) == assign_personas(Scenario(users=50, events=1_000, seed=3))
+
+
+# --- against the decoder, and through the command -----------------------------------
+
+
+def test_every_message_passes_the_click_event_decoder():
+    events_module = pytest.importorskip("app.core.events")
+    scenario = Scenario(users=30, events=1_500, seed=13, events_per_message=6)
+    now = (scenario.start_ms + 30 * 86_400_000) / 1000
+    decoded = 0
+    for message in generate(scenario):
+        result = events_module.decode_message(message.to_bytes(), now=now)
+        assert result.rejects == []
+        decoded += len(result.events)
+    assert decoded == scenario.events
+
+
+def run_command(*argv: str) -> int:
+    import argparse
+
+    from app.commands import simulate
+
+    parser = argparse.ArgumentParser(prog="segstream")
+    simulate.add_parser(parser.add_subparsers())
+    args = parser.parse_args(["simulate", *argv])
+    return args.run(args)
+
+
+def test_simulate_command_writes_json_lines_and_truth(tmp_path, capsys):
+    out, truth = tmp_path / "clicks.jsonl", tmp_path / "truth.csv"
+    argv = ["--users", "20", "--events", "600", "--seed", "4", "--per-message", "3"]
+    assert run_command(*argv, "--out", str(out), "--truth", str(truth)) == 0
+    lines = [orjson.loads(line) for line in out.read_bytes().splitlines()]
+    expected = list(generate(Scenario(users=20, events=600, seed=4, events_per_message=3)))
+    assert len(lines) == len(expected)
+    for line, message in zip(lines, expected):
+        # One event: a bare object; several: an array.
+        assert line == (list(message.events) if len(message.events) > 1 else message.events[0])
+    rows = truth.read_text().splitlines()
+    assert rows[0] == "user_id,persona"
+    assert dict(row.split(",") for row in rows[1:]) == assign_personas(Scenario(users=20, events=600, seed=4))
+    assert "600 events" in capsys.readouterr().err
+
+
+def test_simulate_command_rejects_a_bad_scenario(capsys):
+    assert run_command("--users", "10", "--events", "5", "--out", "-") == 2
+    assert "at least users" in capsys.readouterr().err

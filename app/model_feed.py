@@ -1,0 +1,69 @@
+"""Follow the compacted ``segment-model`` topic: every worker keeps the latest value per key.
+
+Each worker reads the whole topic outside any consumer group (a broadcast), so
+all of them predict with the same, newest model whatever partitions they own.
+Keys: ``current`` holds the model snapshot (JSON), ``learner`` the learner's
+checkpoint (pickle) so a restarted learner resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from mode import Service
+
+log = logging.getLogger(__name__)
+
+CURRENT = b"current"
+LEARNER = b"learner"
+
+
+def bootstrap_servers(broker: str) -> str:
+    """``kafka://host:port;kafka://…`` (Faust's form) -> ``host:port,…`` (aiokafka's)."""
+    return ",".join(part.split("://", 1)[-1] for part in broker.replace(";", ",").split(","))
+
+
+class ModelFeed(Service):
+    """The latest value per key of a one-partition compacted topic."""
+
+    def __init__(self, broker: str, topic: str, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.broker = broker
+        self.topic = topic
+        self.latest: dict[bytes, bytes] = {}
+        self.caught_up = asyncio.Event()
+        self._consumer: AIOKafkaConsumer | None = None
+
+    async def on_start(self) -> None:
+        self._consumer = AIOKafkaConsumer(
+            bootstrap_servers=bootstrap_servers(self.broker), enable_auto_commit=False, group_id=None
+        )
+        await self._consumer.start()
+        self.add_future(self._follow())
+
+    async def on_stop(self) -> None:
+        if self._consumer is not None:
+            await self._consumer.stop()
+
+    async def _follow(self) -> None:
+        consumer = self._consumer
+        partition = TopicPartition(self.topic, 0)
+        while not self.should_stop:
+            if self.topic in await consumer.topics():
+                break
+            await asyncio.sleep(0.5)  # the worker creates the topic at start
+        consumer.assign([partition])
+        await consumer.seek_to_beginning(partition)
+        end = (await consumer.end_offsets([partition]))[partition]
+        if end == 0:
+            self.caught_up.set()
+        while not self.should_stop:
+            batches = await consumer.getmany(partition, timeout_ms=500)
+            for record in batches.get(partition, ()):
+                self.latest[record.key] = record.value
+                if record.offset + 1 >= end:
+                    self.caught_up.set()
+            if not self.caught_up.is_set() and await consumer.position(partition) >= end:
+                self.caught_up.set()

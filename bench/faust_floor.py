@@ -1,0 +1,84 @@
+"""Child process of ``bench kafka`` (b): the framework floor.
+
+An empty Faust agent on a pre-filled topic: ``stream.take_events(1000, within=0.2)``
+and nothing but counting, with the app settings of ``app.main.create_app`` that
+matter for throughput (at-least-once, memory store, producer linger 5 ms, no
+waiting for empty streams, earliest offsets) and its own app id, so its consumer
+group is fresh. Timed from the first batch to the batch holding the last message;
+the result goes to ``--out`` as JSON, then the worker stops itself (SIGTERM).
+
+    python -m bench.faust_floor --topic T --app-id A --messages M --out FILE --web-port P --data-dir D
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import time
+
+import faust
+import orjson
+
+
+def build_app(args: argparse.Namespace) -> faust.App:
+    app = faust.App(
+        args.app_id,
+        broker=args.broker,
+        store="memory://",
+        datadir=args.data_dir,
+        web_host="127.0.0.1",
+        web_bind="127.0.0.1",
+        web_port=args.web_port,
+        topic_partitions=args.partitions,
+        topic_allow_declare=True,
+        processing_guarantee="at_least_once",
+        stream_wait_empty=False,
+        consumer_auto_offset_reset="earliest",
+        producer_linger_ms=5,
+        table_cleanup_interval=3600.0,
+        web_enabled=True,
+        autodiscover=False,
+    )
+    topic = app.topic(args.topic, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
+    started = time.perf_counter()
+
+    @app.agent(topic, concurrency=1)
+    async def count(stream):
+        messages, first = 0, None
+        async for batch in stream.take_events(args.batch, within=args.within):
+            if first is None:
+                first = time.perf_counter()
+            messages += len(batch)
+            if messages >= args.messages:
+                last = time.perf_counter()
+                result = {"messages": messages, "seconds": last - first, "startup_s": first - started}
+                with open(args.out, "wb") as out:
+                    out.write(orjson.dumps(result))
+                os.kill(os.getpid(), signal.SIGTERM)  # the worker shuts down cleanly
+
+    return app
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--broker", default="kafka://127.0.0.1:9092")
+    parser.add_argument("--topic", required=True)
+    parser.add_argument("--app-id", required=True)
+    parser.add_argument("--messages", type=int, required=True, help="stop after this many messages")
+    parser.add_argument("--out", required=True, help="JSON result file")
+    parser.add_argument("--web-port", type=int, required=True)
+    parser.add_argument("--data-dir", required=True)
+    parser.add_argument("--partitions", type=int, default=4)
+    parser.add_argument("--batch", type=int, default=1_000)
+    parser.add_argument("--within", type=float, default=0.2)
+    args = parser.parse_args()
+    from faust.worker import Worker
+
+    Worker(build_app(args), loglevel="warning").execute_from_commandline()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
