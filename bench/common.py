@@ -115,4 +115,4 @@ def render(report: Report, header: dict[str, Any]) -> str:
 def write_json(path: str, report: Report, header: dict[str, Any]) -> None:
     doc = {**header, "title": report.title, "rows": report.rows, "notes": report.notes, **report.data}
     with open(path, "wb") as out:
-        out.write(orjson.dumps(doc, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY) + b"\n")
+        out.write(orjson.dumps(doc, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS) + b"\n")

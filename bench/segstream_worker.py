@@ -61,8 +61,10 @@ async def run_worker(
     spy = _start_py_spy(proc.pid, profile) if profile else None
     try:
         out.update(await _watch(proc, app_id, clicks, changelog, clicks_end, started, timeout_s))
-        out["worker_peak_rss_mb"] = peak_rss_mb(proc.pid)
+    except (RuntimeError, TimeoutError) as exc:
+        out["error"] = str(exc)
     finally:
+        out["worker_peak_rss_mb"] = peak_rss_mb(proc.pid)
         if spy is not None:
             spy.send_signal(signal.SIGINT)  # py-spy writes its profile on SIGINT
             _wait(spy, 30)

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from app.core.events import ClickEvent, format_ts
-from app.core.features import OK, FeatureConfig
+from app.core.features import OK, FeatureConfig, UserFeatures
 from app.core.learner import LearnerConfig
 from app.core.model import NEW_SEGMENT, ModelSnapshot
 from app.core.segmenter import Segmenter, SegmenterConfig, feature_vector
@@ -62,9 +62,11 @@ class BatchResult:
 
 @dataclass(slots=True)
 class _Pending:
+    """One event that may change its user's segment, with the user's vector after it."""
+
     user_id: str
     state: UserState
-    ts: float
+    event: ClickEvent
     eligible: bool
 
 
@@ -95,6 +97,7 @@ class Engine:
         """Fold ``events`` (in input order) into state; ``lookup`` reads stored state."""
         result = BatchResult()
         touched = result.touched
+        origins: dict[str, UserFeatures] = {}  # features before this batch, to rebuild snapshots
         features_cfg = self.config.features
         seg_cfg = self.config.segmenter
         names = seg_cfg.features
@@ -106,6 +109,7 @@ class Engine:
             if state is None:
                 state = lookup(user_id) or UserState()
                 touched[user_id] = state
+                origins[user_id] = state.features.copy()
             outcome = state.features.apply(event, features_cfg)
             result.outcomes[outcome] += 1
             if outcome != OK:
@@ -119,27 +123,52 @@ class Engine:
             if eligible and self._sampled(user_id, user.events):
                 result.samples.append(Sample(vector, event.ts))
             if self.model is not None:
-                pending.append(_Pending(user_id, state, event.ts, eligible))
+                pending.append(_Pending(user_id, state, event, eligible))
                 rows.append(vector)
         if pending:
-            self._decide(pending, rows, result, emitted_at)
+            self._decide(pending, rows, result, emitted_at, events, origins)
         return result
 
     def _sampled(self, user_id: str, events: int) -> bool:
         # Hash-based, so replay and Kafka sample the same updates.
         return zlib.crc32(f"{user_id}:{events}".encode()) % _SAMPLE_BUCKETS < self._sample_cut
 
-    def _decide(self, pending: list[_Pending], rows: list[list[float]], result: BatchResult, emitted_at: float) -> None:
+    def _decide(
+        self,
+        pending: list[_Pending],
+        rows: list[list[float]],
+        result: BatchResult,
+        emitted_at: float,
+        events: Sequence[ClickEvent],
+        origins: dict[str, UserFeatures],
+    ) -> None:
         distances = self.segmenter.distances(rows)
+        # rows x segments: each event's distance to every centroid, decided in order
         decide = self.segmenter.decide
+        last_event = {item.user_id: item.event for item in pending}
         for item, row in zip(pending, distances, strict=True):
             member = item.state.membership
             previous = member.segment
-            if decide(member, row, ts=item.ts, eligible=item.eligible) is None:
+            if decide(member, row, ts=item.event.ts, eligible=item.eligible) is None:
                 continue
-            result.changes.append(self._change(item, previous, row, emitted_at))
+            if item.event is last_event[item.user_id]:
+                features = item.state.features
+            else:  # the user had more events in this batch: rebuild the state as of this one
+                features = self._features_at(item, events, origins[item.user_id])
+            result.changes.append(self._change(item, previous, row, features, emitted_at))
 
-    def _change(self, item: _Pending, previous: str, distances: Any, emitted_at: float) -> dict[str, Any]:
+    def _features_at(self, item: _Pending, events: Sequence[ClickEvent], origin: UserFeatures) -> UserFeatures:
+        features = origin.copy()
+        for event in events:
+            if event.user_id == item.user_id:
+                features.apply(event, self.config.features)
+                if event is item.event:
+                    break
+        return features
+
+    def _change(
+        self, item: _Pending, previous: str, distances: Any, features: UserFeatures, emitted_at: float
+    ) -> dict[str, Any]:
         member = item.state.membership
         model = self.model
         index = model.segment_ids.index(member.segment)
@@ -155,7 +184,7 @@ class Engine:
             "user_id": item.user_id,
             "kind": "cluster",
             "change": change,
-            "ts": format_ts(item.ts),
+            "ts": format_ts(item.event.ts),
             "emitted_at": format_ts(emitted_at),
             "segment": member.segment,
             "segment_name": model.names[index],
@@ -164,5 +193,5 @@ class Engine:
             "model_version": model.version,
             "reason": reason,
             "distance": round(float(distances[index]), 4),
-            "features": item.state.features.snapshot(item.ts, self.config.features),
+            "features": features.snapshot(item.event.ts, self.config.features),
         }

@@ -288,6 +288,15 @@ class UserFeatures:
 
     # -- storage ------------------------------------------------------------
 
+    def copy(self) -> UserFeatures:
+        twin = UserFeatures.__new__(UserFeatures)
+        for name in _SCALARS:
+            setattr(twin, name, getattr(self, name))
+        twin.windows = {name: dict(buckets) for name, buckets in self.windows.items()}
+        twin.recent_ids = list(self.recent_ids)
+        twin.traits = dict(self.traits)
+        return twin
+
     def to_record(self) -> list[Any]:
         """A compact JSON-ready list; ``from_record`` reads it back."""
         windows = {name: [x for item in sorted(b.items()) for x in item] for name, b in self.windows.items()}

@@ -1,0 +1,81 @@
+"""The engine: batch-independent decisions, deterministic ids, and the embedded pipeline."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+
+from app.core.embedded import EmbeddedPipeline
+from app.core.engine import EngineConfig
+from app.core.simulator import Scenario, generate
+
+SCENARIO = Scenario(users=300, events=15_000, seed=3)
+
+
+@pytest.fixture(scope="module")
+def messages() -> list[bytes]:
+    return [message.to_bytes() for message in generate(SCENARIO)]
+
+
+@pytest.fixture(scope="module")
+def trained_model(messages):
+    pipeline = EmbeddedPipeline(EngineConfig())
+    pipeline.feed(messages, now=2e9)
+    assert pipeline.engine.model is not None
+    return pipeline.engine.model
+
+
+def run(messages, model, batch: int) -> list[dict]:
+    pipeline = EmbeddedPipeline(EngineConfig(), model=model, learn=False)
+    changes = []
+    for start in range(0, len(messages), batch):
+        changes.extend(pipeline.feed(messages[start : start + batch], now=2e9).changes)
+    return changes
+
+
+def comparable(changes: list[dict]) -> list[bytes]:
+    return [orjson.dumps({k: v for k, v in change.items() if k != "emitted_at"}) for change in changes]
+
+
+def test_changes_do_not_depend_on_batch_boundaries(messages, trained_model):
+    one = run(messages, trained_model, batch=1)
+    big = run(messages, trained_model, batch=5_000)
+    odd = run(messages, trained_model, batch=333)
+    assert one, "the scenario should produce segment changes"
+    assert comparable(one) == comparable(big) == comparable(odd)
+
+
+def test_change_events_follow_the_contract(messages, trained_model):
+    changes = run(messages, trained_model, batch=1_000)
+    per_user: dict[str, list[dict]] = {}
+    for change in changes:
+        per_user.setdefault(change["user_id"], []).append(change)
+    for user, own in per_user.items():
+        assert [c["event_id"] for c in own] == [f"{user}:{n}" for n in range(1, len(own) + 1)]
+        assert own[0]["previous"] == "new" and own[0]["change"] == "entered"
+        for before, after in zip(own, own[1:]):
+            assert after["previous"] == before["segment"] != after["segment"]
+            assert after["change"] == "moved"
+    required = {"event_id", "user_id", "kind", "change", "ts", "emitted_at", "segment", "segment_name",
+                "previous", "model_version", "reason", "features"}  # fmt: skip
+    assert all(required <= change.keys() and change["kind"] == "cluster" for change in changes)
+
+
+def test_only_membership_changes_are_published(messages, trained_model):
+    changes = run(messages, trained_model, batch=1_000)
+    assert len(changes) < SCENARIO.users * 3  # a handful per user, not one per event
+
+
+def test_embedded_pipeline_counts_every_outcome():
+    pipeline = EmbeddedPipeline(EngineConfig())
+    out = pipeline.feed(
+        [
+            b'{"user_id": "a", "type": "search", "ts": 1767225600, "event_id": "1"}',
+            b'{"user_id": "a", "type": "search", "ts": 1767225600, "event_id": "1"}',
+            b'{"user_id": "a", "type": "search", "ts": 1767222000, "event_id": "2"}',
+            b"[1, 2]",
+        ],
+        now=2e9,
+    )
+    assert out.outcomes == {"ok": 1, "duplicate": 1, "late": 1}
+    assert [r.index for r in out.rejects] == [0, 1] and out.reject_sources == [3, 3]

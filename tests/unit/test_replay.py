@@ -1,0 +1,83 @@
+"""``segstream replay``: the output files and their formats, from JSON Lines and from CSV."""
+
+from __future__ import annotations
+
+import csv
+
+import orjson
+import pytest
+
+from app.cli import run
+from app.core.simulator import Scenario, generate
+from app.replay_io import OUTPUT_FILES
+
+
+@pytest.fixture(scope="module")
+def clicks_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("in") / "clicks.jsonl"
+    lines = [message.to_bytes() for message in generate(Scenario(users=300, events=30_000, seed=5))]
+    lines.insert(100, b"{broken")
+    lines.insert(200, b'[{"user_id": "u000001", "type": "search"}, {"user_id": "zz", "type": "x", "ts": 1767225600}]')
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    return path
+
+
+def read_jsonl(path):
+    return [orjson.loads(line) for line in path.read_bytes().splitlines()]
+
+
+def test_replay_writes_every_output_file(clicks_file, tmp_path, capsys):
+    assert run(["replay", str(clicks_file), "--out", str(tmp_path)]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(OUTPUT_FILES)
+    summary = capsys.readouterr().out
+    assert "30,003 events in 30,002 messages" in summary and "dead letters 2" in summary
+
+    dlq = read_jsonl(tmp_path / "dlq.jsonl")
+    assert [(d["source"]["line"], d["source"]["index"]) for d in dlq] == [(101, None), (201, 0)]
+    assert dlq[0]["reason"].startswith("not JSON") and dlq[0]["payload"] == "{broken"
+    assert dlq[1]["reason"] == "field 'ts': missing"
+
+    profiles = {p["user_id"]: p for p in read_jsonl(tmp_path / "profiles.jsonl")}
+    assert len(profiles) == 301  # 300 simulated users and "zz" from the array
+    some = profiles["u000001"]
+    assert {"recency_days", "frequency", "monetary", "activity_24h"} <= some["features"].keys()
+
+    changes = read_jsonl(tmp_path / "segment_changes.jsonl")
+    assert changes and all(c["kind"] == "cluster" for c in changes)
+    final = {c["user_id"]: c["segment"] for c in changes}
+    assert all(profiles[user]["segment"] == segment for user, segment in final.items())
+    model = orjson.loads((tmp_path / "model.json").read_bytes())
+    assert model["version"] >= 1 and len(model["segment_ids"]) == 5
+
+
+def test_replay_with_a_fixed_model_is_deterministic(clicks_file, tmp_path):
+    run(["replay", str(clicks_file), "--out", str(tmp_path / "train")])
+    model = tmp_path / "train" / "model.json"
+    for name in ("a", "b"):
+        run(["replay", str(clicks_file), "--out", str(tmp_path / name), "--model", str(model), "--no-learn"])
+    strip = lambda rows: [{k: v for k, v in r.items() if k != "emitted_at"} for r in rows]  # noqa: E731
+    a = strip(read_jsonl(tmp_path / "a" / "segment_changes.jsonl"))
+    b = strip(read_jsonl(tmp_path / "b" / "segment_changes.jsonl"))
+    assert a and a == b
+    assert {c["model_version"] for c in a} == {orjson.loads(model.read_bytes())["version"]}
+
+
+def test_replay_reads_csv_with_contract_headers(tmp_path, capsys):
+    path = tmp_path / "clicks.csv"
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["user_id", "type", "ts", "value", "device", "traits.age", "consent"])
+        writer.writerow(["u1", "identify", "2026-01-01T00:00:00Z", "", "mobile", "33", "true"])
+        writer.writerow(["u1", "purchase", "1767225660", "19.5", "mobile", "", ""])
+        writer.writerow(["u2", "purchase", "1767225660", "-1", "", "", ""])
+    assert run(["replay", str(path), "--out", str(tmp_path / "out")]) == 0
+    profiles = {p["user_id"]: p for p in read_jsonl(tmp_path / "out" / "profiles.jsonl")}
+    assert profiles["u1"]["features"]["monetary"] == 19.5
+    assert profiles["u1"]["features"]["trait_age"] == 33.0
+    (letter,) = read_jsonl(tmp_path / "out" / "dlq.jsonl")
+    assert letter["source"]["line"] == 4 and "field 'value'" in letter["reason"]
+
+
+def test_replay_of_a_missing_file_fails_clearly(tmp_path, capsys):
+    assert run(["replay", str(tmp_path / "nope.jsonl"), "--out", str(tmp_path)]) == 2
+    assert "no such file" in capsys.readouterr().err
