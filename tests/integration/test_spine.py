@@ -1,0 +1,98 @@
+"""Clicks in, segment changes out, on the real broker."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import subprocess
+
+import orjson
+import pytest
+
+from app.core.simulator import Scenario, generate
+from app.report import persona_agreement
+from tests.kafka_harness import SEGSTREAM, produce, read_all, wait_until_consumed
+
+pytestmark = pytest.mark.integration
+
+
+def test_personas_go_in_and_matching_segments_come_out(start_worker, tmp_path):
+    worker = start_worker()
+    truth_file = tmp_path / "truth.csv"
+    subprocess.run(
+        [SEGSTREAM, "simulate", "--users", "2000", "--events", "100000", "--seed", "7", "--to-kafka",
+         "--topic", worker.topic("clicks"), "--broker", "kafka://127.0.0.1:9092", "--truth", str(truth_file)],
+        check=True,
+    )  # fmt: skip
+    wait_until_consumed(worker, worker.topic("clicks"))
+    changes = [orjson.loads(r.value) for r in asyncio.run(read_all(worker.topic("segment-changes")))]
+    segments = {}
+    for change in sorted(changes, key=lambda c: int(c["event_id"].rsplit(":", 1)[1])):
+        segments[change["user_id"]] = change["segment"]
+    with truth_file.open() as handle:
+        truth = {row["user_id"]: row["persona"] for row in csv.DictReader(handle)}
+    ari, coverage = persona_agreement(segments, truth)
+    assert coverage >= 0.9, coverage
+    assert ari >= 0.8, ari
+    records = asyncio.run(read_all(worker.topic("segment-changes"), idle_s=1.0))
+    assert all(record.key == orjson.loads(record.value)["user_id"].encode() for record in records)
+    assert not worker.errors(), worker.errors()
+
+
+def test_bad_messages_go_to_the_dead_letter_topic_and_good_ones_are_processed(start_worker):
+    worker = start_worker()
+    good = {"user_id": "good-1", "type": "page_view", "ts": 1767225600, "event_id": "g1"}
+    messages = [
+        (b"good-1", orjson.dumps(good)),
+        (b"bad-1", b"\xff not json"),
+        (b"bad-2", orjson.dumps({"user_id": "bad-2", "type": "purchase", "ts": 1767225600, "value": -4})),
+        (b"mixed", orjson.dumps([{"user_id": "mixed", "type": "search", "ts": 1767225601}, {"type": "search"}])),
+        (b"bad-3", orjson.dumps({"user_id": "bad-3", "type": "x", "ts": 4102444800})),  # the year 2100
+        (b"good-2", orjson.dumps({**good, "user_id": "good-2"})),
+    ]
+    positions = asyncio.run(produce(worker.topic("clicks"), messages))
+    wait_until_consumed(worker, worker.topic("clicks"))
+    letters = {
+        (letter["source"]["partition"], letter["source"]["offset"]): letter
+        for letter in (orjson.loads(r.value) for r in asyncio.run(read_all(worker.topic("clicks-dlq"))))
+    }
+    expected = {
+        positions[1]: ("not JSON", None),
+        positions[2]: ("field 'value': must be a number >= 0", None),
+        positions[3]: ("field 'user_id'", 1),
+        positions[4]: ("too far in the future", None),
+    }
+    assert set(letters) == set(expected)
+    for position, (reason, index) in expected.items():
+        letter = letters[position]
+        assert reason in letter["reason"] and letter["source"]["index"] == index
+        assert letter["source"]["topic"] == worker.topic("clicks")
+    assert letters[positions[1]]["payload_b64"] == "/yBub3QganNvbg=="
+    stored = {r.key for r in asyncio.run(read_all(worker.changelog, idle_s=1.0))}
+    assert {b"good-1", b"good-2", b"mixed"} <= stored
+    assert not stored & {b"bad-1", b"bad-2", b"bad-3"}
+
+
+def test_same_file_gives_same_changes_through_kafka_and_replay(start_worker, tmp_path):
+    lines = [message.to_bytes() for message in generate(Scenario(users=400, events=30_000, seed=11))]
+    clicks = tmp_path / "clicks.jsonl"
+    clicks.write_bytes(b"\n".join(lines) + b"\n")
+    subprocess.run([SEGSTREAM, "replay", str(clicks), "--out", str(tmp_path / "train")], check=True)
+    model = tmp_path / "train" / "model.json"
+    subprocess.run(
+        [SEGSTREAM, "replay", str(clicks), "--out", str(tmp_path / "fixed"), "--model", str(model), "--no-learn"],
+        check=True,
+    )
+    replayed = [orjson.loads(line) for line in (tmp_path / "fixed" / "segment_changes.jsonl").read_bytes().splitlines()]
+
+    worker = start_worker(SEGSTREAM_MODEL_FILE=str(model), SEGSTREAM_LEARN="false")
+    keyed = [(orjson.loads(line)["user_id"].encode() if line.startswith(b"{") else orjson.loads(line)[0]["user_id"].encode(), line) for line in lines]  # noqa: E501
+    asyncio.run(produce(worker.topic("clicks"), keyed))
+    wait_until_consumed(worker, worker.topic("clicks"))
+    streamed = [orjson.loads(r.value) for r in asyncio.run(read_all(worker.topic("segment-changes")))]
+
+    def by_id(changes):
+        return {c["event_id"]: {k: v for k, v in c.items() if k != "emitted_at"} for c in changes}
+
+    assert replayed, "the fixed model should move users out of 'new'"
+    assert by_id(streamed) == by_id(replayed)
