@@ -33,17 +33,21 @@ async def consume(bootstrap: str, topic: str, group: str, expected: int, timeout
             if not batches:
                 continue
             if first is None:
-                first = time.perf_counter()
+                first, cpu_first = time.perf_counter(), time.process_time()
             for records in batches.values():
                 for record in records:
                     value = loads(record.value)
                     events += len(value) if isinstance(value, list) else 1
                 messages += len(records)
-            last = time.perf_counter()
+            last, cpu_last = time.perf_counter(), time.process_time()
     finally:
         await consumer.stop()
-    seconds = (last - first) if first is not None else 0.0
-    return {"messages": messages, "events": events, "seconds": seconds, "complete": messages >= expected}
+    if first is None:
+        return {"messages": 0, "events": 0, "seconds": 0.0, "cpu_s": 0.0, "complete": False}
+    return {
+        "messages": messages, "events": events, "seconds": last - first, "cpu_s": cpu_last - cpu_first,
+        "complete": messages >= expected,
+    }
 
 
 def main() -> int:

@@ -74,6 +74,16 @@ def peak_rss_mb(pid: int | str = "self") -> float | None:
     return None
 
 
+def cpu_seconds(pid: int) -> float | None:
+    """User plus system CPU time of a live process (all its threads), in seconds."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def format_value(value: Any) -> str:
     if isinstance(value, float):
         if value != value:  # NaN

@@ -144,15 +144,17 @@ def _report(scenario: Scenario, produced: dict, results: dict[str, dict], work_d
         "(c) segstream worker, ready -> all committed": c and c.get("observed_s"),
         "(c) segstream worker, first -> last state write": c and not c.get("error") and c.get("in_worker_s"),
     }
+    cpu = [a and a.get("cpu_s"), b and b.get("cpu_s"), c and c.get("cpu_s"), None]
     rate = {name: events / s for name, s in spans.items() if s}
     a_rate = rate.get("(a) client ceiling: aiokafka getmany + orjson")
     b_rate = rate.get("(b) framework floor: empty Faust agent, take_events")
     rows = []
-    for name, seconds in spans.items():
+    for (name, seconds), cpu_s in zip(spans.items(), cpu):
         if not seconds:
             continue
         rows.append({
-            "measurement": name, "seconds": round(seconds, 2), "events/s": rate[name], "messages/s": messages / seconds,
+            "measurement": name, "seconds": round(seconds, 2), "cpu/wall": cpu_s / seconds if cpu_s else None,
+            "events/s": rate[name], "messages/s": messages / seconds,
             "x b": rate[name] / b_rate if b_rate else None, "x a": rate[name] / a_rate if a_rate else None,
         })
     k = scenario.events_per_message
@@ -166,10 +168,12 @@ def _report(scenario: Scenario, produced: dict, results: dict[str, dict], work_d
         notes += _worker_notes(c, k, rate, b_rate)
     elif c:
         notes += [f"  log: {line}" for line in c["log_problems"]["first"]]
+    notes.append(f"cpu/wall: CPU seconds of the measured process (all threads) over the span; "
+                 f"load average at end {[round(x, 2) for x in os.getloadavg()]}")
     notes.append(f"logs: {work_dir}")
     return Report(
         title=f"kafka: K={k}, {events:,} events, {scenario.users:,} users",
-        columns=["measurement", "seconds", "events/s", "messages/s", "x b", "x a"],
+        columns=["measurement", "seconds", "cpu/wall", "events/s", "messages/s", "x b", "x a"],
         rows=rows, notes=notes,
         data={"scenario": {"users": scenario.users, "events": events, "per_message": k, "seed": scenario.seed},
               "produced": produced, "results": results},

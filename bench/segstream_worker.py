@@ -28,7 +28,7 @@ from pathlib import Path
 
 import orjson
 
-from bench.common import free_port, peak_rss_mb
+from bench.common import cpu_seconds, free_port, peak_rss_mb
 from bench.kafka_tools import BROKER, Kafka, read_topic
 
 REPO = Path(__file__).resolve().parent.parent
@@ -80,7 +80,7 @@ async def run_worker(
 
 async def _watch(proc, app_id, clicks, changelog, clicks_end, started, timeout_s) -> dict:
     """Poll until every clicks partition is committed at its end offset."""
-    ready = first_commit = None
+    ready = first_commit = cpu_ready = None
     total = sum(clicks_end.values())
     async with Kafka() as kafka:
         while True:
@@ -92,16 +92,18 @@ async def _watch(proc, app_id, clicks, changelog, clicks_end, started, timeout_s
             if ready is None:
                 ends = await kafka.end_offsets(changelog)
                 if ends and sum(ends.values()) > 0:
-                    ready = now
+                    ready, cpu_ready = now, cpu_seconds(proc.pid)
             committed = await kafka.committed(app_id, clicks)
             done = sum(min(committed.get(p, 0), end) for p, end in clicks_end.items())
             if first_commit is None and done > 0:
                 first_commit = now
             if done >= total:
-                ready = ready if ready is not None else first_commit
+                if ready is None:
+                    ready, cpu_ready = first_commit, 0.0
                 return {
                     "startup_s": ready - started,
                     "observed_s": now - ready,
+                    "cpu_s": cpu_seconds(proc.pid) - cpu_ready,
                     "first_commit_s": first_commit - started,
                 }
             await asyncio.sleep(POLL_S)

@@ -21,6 +21,8 @@ user_to_state = app.Table(
     "user_to_state",
     partitions=settings.partitions,
     schema=RAW_SCHEMA,
+    key_type=bytes,  # Faust picks the changelog's serializers from these, not from the schema
+    value_type=bytes,
     help="Per-user feature state and segment membership (tables.codecs.encode_state).",
 )
 
