@@ -21,10 +21,10 @@ BUCKETS = (
     ("segstream: state encode + changelog batches", ("UserStateCache.write", "encode_state")),
     ("segstream: learner", ("learn_segments (agents/",)),
     ("segstream: output sends", ("Topic.send", "segment_changes.send", "model_samples.send")),
-    ("segstream: other agent code", ("(agents/", "(tables/", "(app/")),
+    ("segstream: other agent code", ("(agents/", "(tables/", "(app/model_feed")),
     ("faust: stream / take_events buffering", ("faust/streams.py",)),
+    ("faust + aiokafka: producer", ("faust/transport/producer", "aiokafka/producer")),
     ("faust: consumer fetch, drain, conductor", ("faust/transport/",)),
-    ("faust: producer", ("faust/transport/producer", "aiokafka/producer")),
     ("asyncio event loop and mode services", ("asyncio/", "mode/")),
 )
 
