@@ -12,7 +12,7 @@ import sys
 import time
 from datetime import datetime, timezone
 
-from bench.common import command_line, machine, render, write_json
+from bench.common import command_line, machine, render, source_state, write_json
 
 BENCHMARKS = ("kafka", "replay", "flapping", "quality")
 
@@ -35,7 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    header = {"benchmark": args.benchmark, "command": command_line(), "machine": machine(), "started_at": started_at}
+    header = {"benchmark": args.benchmark, "command": command_line(), "machine": machine(),
+              "source": source_state(), "started_at": started_at}
     print(f"python -m bench {args.benchmark}: started {started_at}", file=sys.stderr, flush=True)
     started = time.perf_counter()
     report = args.module.run(args)

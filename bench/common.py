@@ -5,7 +5,9 @@ from __future__ import annotations
 import os
 import platform
 import shlex
+import hashlib
 import socket
+import subprocess
 import sys
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -84,6 +86,22 @@ def cpu_seconds(pid: int) -> float | None:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def source_state() -> dict[str, Any]:
+    """The commit and the uncommitted changes measured (read-only git), so a number can be traced to code."""
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+    def git(*args: str) -> str:
+        done = subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True)
+        return done.stdout if done.returncode == 0 else ""
+
+    diff = git("diff", "HEAD")
+    return {
+        "commit": git("rev-parse", "--short", "HEAD").strip(),
+        "modified": [line[3:] for line in git("status", "--porcelain").splitlines()],
+        "diff_sha1": hashlib.sha1(diff.encode()).hexdigest()[:12] if diff else None,
+    }
+
+
 def format_value(value: Any) -> str:
     if isinstance(value, float):
         if value != value:  # NaN
@@ -113,6 +131,8 @@ def render(report: Report, header: dict[str, Any]) -> str:
         f"machine: {m['nproc']} cpus ({m['cpu']}), python {m['python']}, {m['platform']}, "
         f"load average at start {m['loadavg_at_start']}",
         f"packages: {packages}",
+        f"source: commit {header['source']['commit']}, uncommitted diff {header['source']['diff_sha1']} "
+        f"({len(header['source']['modified'])} files changed or new)",
         f"took: {header['seconds']:.1f} s",
         "",
         table(report.columns, report.rows),

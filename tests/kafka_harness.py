@@ -80,6 +80,7 @@ class Worker:
             ):
                 return self
             time.sleep(0.5)
+        self.stop(signal.SIGKILL)
         raise TimeoutError(f"worker not ready after {timeout} s:\n{self.log_tail()}")
 
     def _log(self) -> str:

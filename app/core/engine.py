@@ -29,7 +29,7 @@ from app.core.events import ClickEvent, format_ts
 from app.core.features import OK, FeatureConfig, UserFeatures
 from app.core.learner import LearnerConfig
 from app.core.model import NEW_SEGMENT, ModelSnapshot
-from app.core.segmenter import Segmenter, SegmenterConfig, feature_vector
+from app.core.segmenter import Segmenter, SegmenterConfig, vector_reader
 from app.core.state import UserState
 from app.core.watermark import Watermark
 
@@ -78,6 +78,7 @@ class Engine:
         self.segmenter = Segmenter(config.segmenter)
         self.watermark = Watermark(config.features.allowed_lateness_s)
         self._sample_cut = int(config.segmenter.sample_rate * _SAMPLE_BUCKETS)
+        self._vector = vector_reader(config.segmenter.features)
 
     @property
     def model(self) -> ModelSnapshot | None:
@@ -100,7 +101,7 @@ class Engine:
         origins: dict[str, UserFeatures] = {}  # features before this batch, to rebuild snapshots
         features_cfg = self.config.features
         seg_cfg = self.config.segmenter
-        names = seg_cfg.features
+        read_vector = self._vector
         pending: list[_Pending] = []
         rows: list[list[float]] = []
         for event in events:
@@ -119,7 +120,7 @@ class Engine:
             eligible = user.events >= seg_cfg.min_events and user.sessions >= seg_cfg.min_sessions
             if not eligible and state.membership.segment == NEW_SEGMENT:
                 continue
-            vector = feature_vector(user, names)
+            vector = read_vector(user)
             if eligible and self._sampled(user_id, user.events):
                 result.samples.append(Sample(vector, event.ts))
             if self.model is not None:

@@ -55,6 +55,8 @@ class FeatureConfig:
     )
 
     def __post_init__(self) -> None:
+        # (name, span, width) tuples: the per-event loop unpacks these, not dict items.
+        object.__setattr__(self, "window_specs", tuple((n, s, w) for n, (s, w) in self.windows.items()))
         if self.allowed_lateness_s >= self.session_gap_s:
             raise ValueError("allowed_lateness_s must be shorter than session_gap_s")
         for name, (span, width) in self.windows.items():
@@ -116,7 +118,7 @@ class UserFeatures:
         self._track_session(ts, cfg.session_gap_s)
         self._count_type(event)
         self._count_context(event)
-        self._count_windows(ts, cfg.windows)
+        self._count_windows(ts, cfg.window_specs)
         if event.traits and event.type == "identify":
             self._merge_traits(event.traits, cfg.max_traits)
         return OK
@@ -187,22 +189,24 @@ class UserFeatures:
             self.dwell_sum += event.dwell_ms
             self.dwell_n += 1
 
-    def _count_windows(self, ts: float, windows: dict[str, tuple[int, int]]) -> None:
+    def _count_windows(self, ts: float, specs: tuple[tuple[str, int, int], ...]) -> None:
         now = self.last_ts
-        for name, (span, width) in windows.items():
+        windows = self.windows
+        for name, span, width in specs:
             if ts <= now - span - width:
                 continue  # a late event that no window as of now can hold
-            buckets = self.windows.get(name)
-            if buckets is None:
-                buckets = self.windows[name] = {}
             index = int(ts // width)
-            if index in buckets:
+            buckets = windows.get(name)
+            if buckets is None:
+                windows[name] = {index: 1}
+            elif index in buckets:
                 buckets[index] += 1
-                continue
-            buckets[index] = 1
-            oldest = int((now - span) // width)
-            for stale in [i for i in buckets if i < oldest]:
-                del buckets[stale]
+            else:
+                buckets[index] = 1
+                oldest = int((now - span) // width)
+                if min(buckets) < oldest:
+                    for stale in [i for i in buckets if i < oldest]:
+                        del buckets[stale]
 
     def _merge_traits(self, traits: dict[str, Any], limit: int) -> None:
         for key, value in traits.items():

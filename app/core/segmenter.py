@@ -25,6 +25,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from operator import itemgetter
 
 import numpy as np
 
@@ -57,9 +58,7 @@ class SegmenterConfig:
     sample_rate: float = 0.1  # share of user updates the learner sees
 
     def __post_init__(self) -> None:
-        unknown = [name for name in self.features if name not in VECTOR_FEATURES]
-        if unknown:
-            raise ValueError(f"unknown segmenter features {unknown}; choose from {sorted(VECTOR_FEATURES)}")
+        vector_reader(self.features)  # raises on unknown names
         if not 0.0 <= self.hysteresis < 1.0:
             raise ValueError("hysteresis must be in [0, 1)")
         if not 0.0 <= self.sample_rate <= 1.0:
@@ -85,36 +84,72 @@ class Membership:
         return cls(*record)
 
 
-def _nan_if_empty(count: int, value: float) -> float:
-    return value if count else math.nan
+VECTOR_FEATURES = (
+    "avg_order_value",
+    "conversion",
+    "cart_abandon_rate",
+    "cart_adds_per_session",
+    "abandoned_per_session",
+    "views_per_session",
+    "search_share",
+    "mobile_share",
+    "mean_scroll_depth",
+    "mean_dwell_s",
+    "mean_session_s",
+    "sessions",
+    "frequency",
+    "monetary",
+    "product_views",
+    "cart_adds_without_purchase",
+    "events",
+)
 
 
-# Feature name -> cheap reader. NaN marks "not observed"; prediction imputes the
-# population mean for it.
-VECTOR_FEATURES: dict[str, Callable[[UserFeatures], float]] = {
-    "avg_order_value": UserFeatures.avg_order_value,
-    "conversion": lambda u: u.purchases / u.sessions if u.sessions else 0.0,
-    "cart_abandon_rate": UserFeatures.cart_abandon_rate,
-    "cart_adds_per_session": lambda u: u.cart_adds / u.sessions if u.sessions else 0.0,
-    "abandoned_per_session": lambda u: (u.cart_abandoned + u.cart_open) / u.sessions if u.sessions else 0.0,
-    "views_per_session": lambda u: u.product_views / u.sessions if u.sessions else 0.0,
-    "search_share": UserFeatures.search_share,
-    "mobile_share": lambda u: _nan_if_empty(u.device_events, u.mobile_share()),
-    "mean_scroll_depth": lambda u: u.scroll_sum / u.scroll_n if u.scroll_n else math.nan,
-    "mean_dwell_s": lambda u: u.dwell_sum / u.dwell_n / 1000.0 if u.dwell_n else math.nan,
-    "mean_session_s": UserFeatures.mean_session_s,
-    "sessions": lambda u: float(u.sessions),
-    "frequency": lambda u: float(u.purchases),
-    "monetary": lambda u: u.monetary,
-    "product_views": lambda u: float(u.product_views),
-    "cart_adds_without_purchase": lambda u: float(u.cart_abandoned + u.cart_open),
-    "events": lambda u: float(u.events),
-}
+def all_vector_features(u: UserFeatures) -> tuple[float, ...]:
+    """Every feature the segmenter can read, in ``VECTOR_FEATURES`` order; NaN = unobserved.
+
+    One function with plain arithmetic: it runs once per event on the hot path.
+    """
+    nan = math.nan
+    sessions = u.sessions or 1
+    unpurchased = u.cart_abandoned + u.cart_open
+    return (
+        u.monetary / u.purchases if u.purchases else 0.0,
+        u.purchases / sessions,
+        unpurchased / u.cart_adds if u.cart_adds else 0.0,
+        u.cart_adds / sessions,
+        unpurchased / sessions,
+        u.product_views / sessions,
+        u.searches / u.events if u.events else 0.0,
+        u.mobile_events / u.device_events if u.device_events else nan,
+        u.scroll_sum / u.scroll_n if u.scroll_n else nan,
+        u.dwell_sum / u.dwell_n / 1000.0 if u.dwell_n else nan,
+        (u.closed_session_s + u.session_end - u.session_start) / u.sessions if u.sessions else 0.0,
+        float(u.sessions),
+        float(u.purchases),
+        u.monetary,
+        float(u.product_views),
+        float(unpurchased),
+        float(u.events),
+    )
 
 
-def feature_vector(user: UserFeatures, features: Sequence[str]) -> list[float]:
-    """The raw (unscaled) values of ``features`` for one user; NaN where unobserved."""
-    return [VECTOR_FEATURES[name](user) for name in features]
+def vector_reader(features: Sequence[str]) -> Callable[[UserFeatures], list[float]]:
+    """A function giving the raw (unscaled) values of ``features`` for one user.
+
+    >>> from app.core.features import UserFeatures
+    >>> vector_reader(("conversion", "mobile_share"))(UserFeatures())
+    [0.0, nan]
+    """
+    unknown = [name for name in features if name not in VECTOR_FEATURES]
+    if unknown:
+        raise ValueError(f"unknown segmenter features {unknown}; choose from {sorted(VECTOR_FEATURES)}")
+    columns = [VECTOR_FEATURES.index(name) for name in features]
+    if len(columns) == 1:
+        (column,) = columns
+        return lambda user: [all_vector_features(user)[column]]
+    pick = itemgetter(*columns)
+    return lambda user: list(pick(all_vector_features(user)))
 
 
 class Segmenter:

@@ -28,11 +28,14 @@ def test_kill_and_restart_keeps_exact_counts(tmp_path):
                 unique[event["user_id"]] += 1
 
     first = Worker(tmp_path).start()
-    asyncio.run(produce(first.topic("clicks"), [(m.key.encode(), m.to_bytes()) for m in messages]))
-    time.sleep(4)  # part of the stream is processed, part committed, part in flight
-    first.stop(signal.SIGKILL)
-    second = Worker(tmp_path, name=first.app_id).start()
     try:
+        asyncio.run(produce(first.topic("clicks"), [(m.key.encode(), m.to_bytes()) for m in messages]))
+        time.sleep(4)  # part of the stream is processed, part committed, part in flight
+    finally:
+        first.stop(signal.SIGKILL)
+    second = Worker(tmp_path, name=first.app_id)
+    try:
+        second.start()
         wait_until_consumed(second, second.topic("clicks"))
         latest = {}
         for record in asyncio.run(read_all(second.changelog, idle_s=2.0)):
