@@ -7,6 +7,7 @@ import pickle
 
 import orjson
 
+from app import metrics
 from app.core.learner import DriftEvent, Learner
 from app.main import app, settings
 from app.model_feed import CURRENT, LEARNER, ModelFeed
@@ -46,6 +47,7 @@ async def learn_segments(stream):
             for output in learner.learn(vector, ts):
                 if isinstance(output, DriftEvent):
                     log.warning("drift: model v%d -> v%d", output.previous_version, output.version)
+                    metrics.drifts.inc()
                     await segment_drift.send(value=orjson.dumps(output.to_dict()))
                 else:
                     published = output

@@ -11,6 +11,7 @@ import orjson
 from faust.types import EventT
 
 from agents.learn_segments import model_feed
+from app import metrics
 from app.core.deadletter import dead_letter
 from app.core.engine import Engine
 from app.core.events import ClickEvent, decode_message
@@ -40,6 +41,7 @@ def _follow_published_model() -> None:
     snapshot = decode_model(raw)
     if engine.model is None or snapshot.version > engine.model.version:
         engine.use_model(snapshot)
+        metrics.model_version.set(snapshot.version)
         log.info("predicting with model v%d (%d segments)", snapshot.version, len(snapshot.segment_ids))
 
 
@@ -55,6 +57,7 @@ async def _decode(batch: Sequence[EventT], now: float, partitions: dict[str, int
             partitions[click.user_id] = message.partition
         valid.extend(decoded.events)
         for reject in decoded.rejects:
+            metrics.events.labels("dlq").inc()
             source = {"topic": message.topic, "partition": message.partition, "offset": message.offset}
             await clicks_dlq.send(key=message.key, value=orjson.dumps(dead_letter(reject, source)))
     return valid
@@ -73,7 +76,10 @@ async def segment_users(stream):
         # events: validated ClickEvents in partition order; partitions: user_id -> source partition
         result = engine.process(events, user_states.get, emitted_at=now)
         # result.touched: user_id -> UserState; result.changes: segment-change dicts
-        await user_states.write(result.touched, partitions)
+        metrics.state_bytes.inc(await user_states.write(result.touched, partitions))
+        for outcome, count in result.outcomes.items():
+            metrics.events.labels(outcome).inc(count)
+        metrics.segment_changes.labels("cluster").inc(len(result.changes))
         for change in result.changes:
             await segment_changes.send(key=change["user_id"].encode(), value=orjson.dumps(change))
         if result.samples:

@@ -16,7 +16,7 @@ def segment_table(pipeline: EmbeddedPipeline, top: int = 3) -> str:
     model = pipeline.engine.model
     rows = [f"{'segment':<8} {'users':>7}  {'name':<44} top features (z)"]
     if model is not None:
-        for segment, name, centroid in zip(model.segment_ids, model.names, model.centroids, strict=True):
+        for segment, name, centroid in sorted(zip(model.segment_ids, model.names, model.centroids, strict=True)):
             ranked = sorted(range(len(centroid)), key=lambda i: -abs(centroid[i]))[:top]
             features = ", ".join(f"{model.features[i]} {centroid[i]:+.1f}" for i in ranked)
             rows.append(f"{segment:<8} {sizes.get(segment, 0):>7,}  {name:<44} {features}")

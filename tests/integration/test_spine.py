@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import csv
 import subprocess
+import urllib.request
 
 import orjson
 import pytest
@@ -71,6 +72,10 @@ def test_bad_messages_go_to_the_dead_letter_topic_and_good_ones_are_processed(st
     stored = {r.key for r in asyncio.run(read_all(worker.changelog, idle_s=1.0))}
     assert {b"good-1", b"good-2", b"mixed"} <= stored
     assert not stored & {b"bad-1", b"bad-2", b"bad-3"}
+    port = worker.env["SEGSTREAM_WEB_PORT"]
+    scrape = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+    assert 'segstream_events_total{outcome="dlq"} 4.0' in scrape
+    assert 'segstream_events_total{outcome="ok"} 3.0' in scrape
 
 
 def test_same_file_gives_same_changes_through_kafka_and_replay(start_worker, tmp_path):
