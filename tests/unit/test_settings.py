@@ -1,0 +1,45 @@
+"""Settings: defaults, then the TOML file, then SEGSTREAM_* environment variables."""
+
+from __future__ import annotations
+
+import pytest
+
+from app.settings import load_settings
+
+
+def test_defaults():
+    s = load_settings(env={})
+    assert (s.broker, s.web_port, s.partitions, s.learn) == ("kafka://127.0.0.1:9092", 6066, 4, True)
+    assert s.engine.learner.algorithm == "KMeans"
+
+
+def test_file_then_env(tmp_path):
+    config = tmp_path / "segstream.toml"
+    config.write_text(
+        'partitions = 8\nweb_port = 7000\n[segmenter]\nmin_events = 5\nfeatures = ["conversion", "monetary"]\n'
+        "[features]\nwindows = { 10m = [600, 60] }\n[learner]\nn_clusters = 3\n"
+    )
+    s = load_settings(env={"SEGSTREAM_CONFIG": str(config), "SEGSTREAM_WEB_PORT": "7100"})
+    assert (s.partitions, s.web_port) == (8, 7100)
+    assert s.engine.segmenter.min_events == 5 and s.engine.segmenter.features == ("conversion", "monetary")
+    assert s.engine.features.windows == {"10m": (600, 60)}
+    assert s.engine.learner.n_clusters == 3
+
+
+@pytest.mark.parametrize(
+    ("text", "env", "message"),
+    [
+        ("brokr = 'x'\n", {}, "unknown settings \\['brokr'\\]"),
+        ("[segmenter]\nmin_event = 3\n", {}, "unknown settings \\['min_event'\\] in \\[segmenter\\]"),
+        ("[segmenter]\nfeatures = ['nope']\n", {}, "unknown segmenter features"),
+        ("", {"SEGSTREAM_PARTITIONS": "many"}, "setting partitions must be int"),
+        ("", {"SEGSTREAM_LEARN": "maybe"}, "setting learn must be true or false"),
+        ("[features]\nallowed_lateness_s = 4000\n", {}, "allowed_lateness_s must be shorter"),
+        ("not toml [", {}, "cannot read config file"),
+    ],
+)
+def test_bad_settings_fail_with_a_clear_message(tmp_path, text, env, message):
+    config = tmp_path / "segstream.toml"
+    config.write_text(text)
+    with pytest.raises(SystemExit, match=message):
+        load_settings(env={"SEGSTREAM_CONFIG": str(config), **env})
