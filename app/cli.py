@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import sys
 
 
@@ -16,8 +17,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def tune_garbage_collector() -> None:
+    """Collect young objects every 100k allocations instead of 700.
+
+    Per-user state is hundreds of thousands of long-lived dicts and lists; with
+    the default thresholds the cyclic collector rescans them so often that it
+    halves throughput (bench: replay 45k -> 86k events/s). segstream creates few
+    reference cycles, so collecting less often costs little memory.
+    """
+    gc.freeze()  # what the imports allocated is never garbage
+    gc.set_threshold(100_000, 50, 100)
+
+
 def run(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    tune_garbage_collector()
     return int(args.run(args) or 0)
 
 

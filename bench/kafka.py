@@ -49,6 +49,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--only", nargs="+", choices=("client", "faust", "segstream"), help="run only these")
     parser.add_argument("--keep-topics", action="store_true", help="do not delete the run's topics")
     parser.add_argument("--py-spy", metavar="PATH", help="record the segstream worker with py-spy (raw format)")
+    parser.add_argument(
+        "--faust-env", action="append", default=[], metavar="NAME=VALUE",
+        help="environment for (b) and (c), e.g. CONSUMER_MAX_FETCH_SIZE=4194304 (Faust reads its settings' env names)",
+    )
 
 
 def run(args: argparse.Namespace) -> Report:
@@ -58,6 +62,7 @@ def run(args: argparse.Namespace) -> Report:
     run_id = f"bench-k{k}-{time.strftime('%H%M%S')}-{os.getpid()}"
     topic = f"{run_id}-clicks"
     only = set(args.only or ("client", "faust", "segstream"))
+    faust_env = dict(option.split("=", 1) for option in args.faust_env)
     work_dir = Path(tempfile.mkdtemp(prefix=f"{run_id}-"))
     print(f"bench kafka: run {run_id}, logs in {work_dir}", file=sys.stderr, flush=True)
     try:
@@ -67,18 +72,20 @@ def run(args: argparse.Namespace) -> Report:
         if "client" in only:
             results["a"] = _guarded(_client, topic, f"{run_id}-client", produced["messages"], args.timeout)
         if "faust" in only:
-            results["b"] = _guarded(_faust, topic, f"{run_id}-floor", produced["messages"], work_dir, args)
+            results["b"] = _guarded(
+                _faust, topic, f"{run_id}-floor", produced["messages"], work_dir, args, faust_env
+            )
         if "segstream" in only:
             results["c"] = asyncio.run(
                 run_worker(
                     run_id=run_id, events=events, clicks_end=produced["end_offsets"], work_dir=work_dir,
-                    timeout_s=args.timeout, profile=args.py_spy,
+                    timeout_s=args.timeout, profile=args.py_spy, extra_env=faust_env,
                 )
             )
     finally:
         if not args.keep_topics:
             asyncio.run(_delete(run_id))
-    return _report(scenario, produced, results, work_dir)
+    return _report(scenario, produced, results, work_dir, faust_env)
 
 
 async def _fill(scenario: Scenario, topic: str, partitions: int) -> dict:
@@ -116,7 +123,9 @@ def _client(topic: str, group: str, messages: int, timeout: float) -> dict:
     return orjson.loads(done.stdout.splitlines()[-1])
 
 
-def _faust(topic: str, app_id: str, messages: int, work_dir: Path, args: argparse.Namespace) -> dict:
+def _faust(
+    topic: str, app_id: str, messages: int, work_dir: Path, args: argparse.Namespace, env: dict[str, str]
+) -> dict:
     out, log_path = work_dir / "faust-floor.json", work_dir / "faust-floor.log"
     command = _child(
         "faust_floor", "--topic", topic, "--app-id", app_id, "--messages", str(messages), "--out", str(out),
@@ -124,7 +133,7 @@ def _faust(topic: str, app_id: str, messages: int, work_dir: Path, args: argpars
         "--partitions", str(args.partitions),
     )
     with open(log_path, "wb") as log:
-        proc = subprocess.Popen(command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(command, cwd=REPO, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT)
     try:
         proc.wait(args.timeout)
     except subprocess.TimeoutExpired:
@@ -135,7 +144,9 @@ def _faust(topic: str, app_id: str, messages: int, work_dir: Path, args: argpars
     return {**orjson.loads(out.read_bytes()), "exit": proc.returncode, "log": str(log_path)}
 
 
-def _report(scenario: Scenario, produced: dict, results: dict[str, dict], work_dir: Path) -> Report:
+def _report(
+    scenario: Scenario, produced: dict, results: dict[str, dict], work_dir: Path, faust_env: dict[str, str]
+) -> Report:
     events, messages = produced["events"], produced["messages"]
     a, b, c = results.get("a"), results.get("b"), results.get("c")
     spans = {
@@ -168,6 +179,8 @@ def _report(scenario: Scenario, produced: dict, results: dict[str, dict], work_d
         notes += _worker_notes(c, k, rate, b_rate)
     elif c:
         notes += [f"  log: {line}" for line in c["log_problems"]["first"]]
+    if faust_env:
+        notes.append(f"extra environment for (b) and (c): {faust_env}")
     notes.append(f"cpu/wall: CPU seconds of the measured process (all threads) over the span; "
                  f"load average at end {[round(x, 2) for x in os.getloadavg()]}")
     notes.append(f"logs: {work_dir}")

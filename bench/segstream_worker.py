@@ -38,7 +38,14 @@ POLL_S = 0.2
 
 
 async def run_worker(
-    *, run_id: str, events: int, clicks_end: dict[int, int], work_dir: Path, timeout_s: float, profile: str | None
+    *,
+    run_id: str,
+    events: int,
+    clicks_end: dict[int, int],
+    work_dir: Path,
+    timeout_s: float,
+    profile: str | None,
+    extra_env: dict[str, str],
 ) -> dict:
     prefix, app_id = f"{run_id}-", f"{run_id}-segstream"
     clicks, changelog = f"{prefix}clicks", f"{app_id}-user_to_state-changelog"
@@ -50,6 +57,7 @@ async def run_worker(
         "SEGSTREAM_WEB_PORT": str(free_port()),
         "SEGSTREAM_DATA_DIR": str(work_dir / "segstream-data"),
         "SEGSTREAM_BROKER": BROKER,
+        **extra_env,
     }
     env.pop("SEGSTREAM_CONFIG", None)
     out: dict = {"app_id": app_id, "log": str(log_path)}

@@ -98,7 +98,10 @@ class Engine:
         """Fold ``events`` (in input order) into state; ``lookup`` reads stored state."""
         result = BatchResult()
         touched = result.touched
-        origins: dict[str, UserFeatures] = {}  # features before this batch, to rebuild snapshots
+        # Users with several events in this batch keep their features from before it,
+        # to rebuild the snapshot of a change that is not their last event.
+        repeated = {user for user, n in Counter(event.user_id for event in events).items() if n > 1}
+        origins: dict[str, UserFeatures] = {}
         features_cfg = self.config.features
         seg_cfg = self.config.segmenter
         read_vector = self._vector
@@ -110,7 +113,8 @@ class Engine:
             if state is None:
                 state = lookup(user_id) or UserState()
                 touched[user_id] = state
-                origins[user_id] = state.features.copy()
+                if user_id in repeated:
+                    origins[user_id] = state.features.copy()
             outcome = state.features.apply(event, features_cfg)
             result.outcomes[outcome] += 1
             if outcome != OK:
