@@ -8,7 +8,9 @@
 3. In this process, ``app.commands.replay.replay()`` runs over the same file with an
    ``EmbeddedPipeline(EngineConfig())`` and outputs discarded: the engine's events/s.
    Then every user's state is encoded with ``tables.codecs.encode_state``: bytes per
-   user (mean, p99, max), the size of a value in ``user_to_state``.
+   user (mean, p99, max), the size of a value in ``user_to_state``. Heap per user
+   (tracemalloc) is measured too: of an encoded value as a worker's memory store keeps
+   it, and of a decoded ``UserState`` as the worker's cache and replay keep it.
 
 Targets (issue): >= 50,000 events/s, <= 2 KB per user.
 """
@@ -23,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import tracemalloc
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +36,7 @@ from app.core.engine import EngineConfig
 from app.core.simulator import Scenario, generate
 from app.replay_io import read_messages
 from bench.common import Report
-from tables.codecs import encode_state
+from tables.codecs import decode_state, encode_state
 
 REPO = Path(__file__).resolve().parent.parent
 _RATE = re.compile(r"([\d,]+) events in ([\d,]+) messages, ([\d.]+) s \(([\d,]+) events/s\)")
@@ -61,6 +64,7 @@ def run(args: argparse.Namespace) -> Report:
     child = _run_child(command, args.timeout)
     engine = _run_in_process(clicks, args.batch)
     sizes = engine.pop("sizes")
+    heap = engine.pop("heap")
 
     rows = [
         {"measurement": "segstream replay (child, wall incl. start-up)", "seconds": child["wall_s"],
@@ -78,6 +82,8 @@ def run(args: argparse.Namespace) -> Report:
         f"replay) {engine['peak_rss_mb']:.0f} MiB",
         f"state per user (encode_state, {len(sizes):,} users): mean {sizes.mean():.0f} B, "
         f"p99 {np.percentile(sizes, 99):.0f} B, max {sizes.max()} B, total {sizes.sum() / 2**20:.1f} MiB",
+        f"heap per user (tracemalloc): encoded value as stored {heap['encoded']:,.0f} B, "
+        f"decoded UserState {heap['decoded']:,.0f} B",
         f"in-process outcomes {engine['outcomes']}, segment changes {engine['changes']:,}, drifts {engine['drifts']}",
         f"target >= 50,000 events/s: child {child['own_rate']:,.0f}, in-process "
         f"{engine['events'] / engine['seconds']:,.0f}; target <= 2 KB/user: mean {sizes.mean():.0f} B, "
@@ -88,7 +94,7 @@ def run(args: argparse.Namespace) -> Report:
         title=f"replay: {args.events:,} events, {scenario.users:,} users",
         columns=["measurement", "seconds", "events/s"],
         rows=rows, notes=notes,
-        data={"child": child, "in_process": engine, "state_bytes": state, "work_dir": str(work)},
+        data={"child": child, "in_process": engine, "state_bytes": state, "heap_bytes": heap, "work_dir": str(work)},
     )
 
 
@@ -127,8 +133,23 @@ def _run_in_process(clicks: Path, batch: int) -> dict:
     pipeline = EmbeddedPipeline(EngineConfig())
     stats = replay(pipeline, read_messages(clicks), batch_size=batch, on_batch=lambda result, lines: None)
     sizes = np.fromiter((len(encode_state(state)) for state in pipeline.states.values()), dtype=np.int64)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return {
         "events": stats.events, "seconds": stats.seconds, "outcomes": dict(stats.outcomes),
-        "changes": stats.changes, "drifts": stats.drifts, "sizes": sizes,
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "changes": stats.changes, "drifts": stats.drifts, "sizes": sizes, "peak_rss_mb": peak,
+        "heap": _heap_per_user(list(pipeline.states.values())),
     }
+
+
+def _heap_per_user(states: list, sample: int = 20_000) -> dict[str, float]:
+    """Traced heap bytes per user: encoded values kept as-is, and decoded states."""
+    states = states[:sample]
+    tracemalloc.start()
+    try:
+        encoded = [encode_state(state) for state in states]
+        after_encode = tracemalloc.get_traced_memory()[0]
+        decoded = [decode_state(raw) for raw in encoded]
+        after_decode = tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+    return {"encoded": after_encode / len(encoded), "decoded": (after_decode - after_encode) / len(decoded)}

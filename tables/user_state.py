@@ -41,8 +41,14 @@ class UserStateCache:
         if state is not None:
             self._states.move_to_end(user_id)
             return state
-        raw = self.table.data.get(user_id.encode())  # recovered from the changelog
+        raw = self._local().get(user_id.encode())  # recovered from the changelog
         return None if raw is None else decode_state(raw)
+
+    def _local(self):
+        # The memory store wraps a plain dict; its Mapping.get costs ~3 µs a miss.
+        store = self.table.data
+        inner = getattr(store, "data", None)
+        return inner if isinstance(inner, dict) else store
 
     def clear(self) -> None:
         """Forget cached states (partitions moved): the table is the truth again."""
@@ -53,13 +59,15 @@ class UserStateCache:
         self._raise_failed_writes()
         producer = app.producer._ensure_producer()  # Faust's own aiokafka producer
         topic = self.table.changelog_topic.get_topic_name()
-        store = self.table.data
+        local, partition_of = self._local(), getattr(self.table.data, "_key_partition", None)
         batches: dict[int, object] = {}
         written = 0
         for user_id, state in touched.items():
             key, value = user_id.encode(), encode_state(state)
             written += len(value)
-            store[key] = value
+            local[key] = value
+            if partition_of is not None:
+                partition_of[key] = partitions[user_id]  # lets the store drop keys of revoked partitions
             self._remember(user_id, state)
             partition = partitions[user_id]
             batch = batches.get(partition) or producer.create_batch()
