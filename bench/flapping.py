@@ -7,7 +7,8 @@ both set to 0. A user's first change ("entered", out of segment "new") is warm-u
 not counted; every later change is. Exposure is the event time from a user's first
 "entered" to the end of the stream, summed over users. Reported per configuration:
 changes (total and "moved" only) per user-hour, per user-day, the share of users that
-ever moved, and the ratio without / with hysteresis.
+ever moved, moves straight back to the segment a user just left (A -> B -> A, the
+flapping proper), and the ratio without / with hysteresis.
 """
 
 from __future__ import annotations
@@ -45,18 +46,19 @@ def run(args: argparse.Namespace) -> Report:
     base, loose = rows
     ratio = {
         key: loose[key] / base[key] if base[key] else float("inf")
-        for key in ("changes/user-h", "moved/user-h")
+        for key in ("changes/user-h", "moved/user-h", "back to previous")
     }
     notes = [
         f"workload: {scenario.users:,} users, {scenario.events:,} events, shift_strength 0, seed {scenario.seed}",
-        f"without / with hysteresis: changes {ratio['changes/user-h']:.1f}x, moved {ratio['moved/user-h']:.1f}x",
+        f"without / with hysteresis: changes {ratio['changes/user-h']:.1f}x, moved {ratio['moved/user-h']:.1f}x, "
+        f"back to previous {ratio['back to previous']:.1f}x",
         *(f"{row['config']}: changes by kind {row.pop('kinds')}, model versions {row.pop('model_versions')}, "
           f"drift events {row.pop('drifts')}, max moves of one user {row.pop('max_moves')}" for row in rows),
     ]
     return Report(
         title=f"flapping: stationary stream, {scenario.users:,} users, {scenario.events:,} events",
         columns=["config", "users in segment", "user-hours", "changes", "moved", "changes/user-h",
-                 "moved/user-h", "moved/user-day", "users moved %", "seconds"],
+                 "moved/user-h", "moved/user-day", "back to previous", "users moved %", "seconds"],
         rows=rows, notes=notes, data={"ratio_without_over_with": ratio},
     )
 
@@ -66,12 +68,15 @@ def _measure(scenario: Scenario, config: EngineConfig, batch: int) -> dict:
     entered: dict[str, float] = {}  # user -> event time (s) of its first change
     later: Counter = Counter()  # change kind after the first, e.g. "moved"
     moves: Counter = Counter()  # user -> moves
+    reasons: Counter = Counter()  # reason of each later change
+    left: dict[str, str] = {}  # user -> the segment it left last
+    back = 0  # moves straight back to the segment just left
     drifts = versions = 0
     started = time.perf_counter()
     raws: list[bytes] = []
 
     def feed() -> None:
-        nonlocal drifts, versions
+        nonlocal drifts, versions, back
         result = pipeline.feed(raws, now=time.time())
         drifts += len(result.drifts)
         versions += len(result.models)
@@ -81,8 +86,11 @@ def _measure(scenario: Scenario, config: EngineConfig, batch: int) -> dict:
                 entered[user] = datetime.fromisoformat(change["ts"]).timestamp()
                 continue
             later[change["change"]] += 1
+            reasons[change["reason"]] += 1
             if change["change"] == "moved":
                 moves[user] += 1
+                back += left.get(user) == change["segment"]
+                left[user] = change["previous"]
         raws.clear()
 
     for message in generate(scenario):
@@ -103,9 +111,10 @@ def _measure(scenario: Scenario, config: EngineConfig, batch: int) -> dict:
         "changes/user-h": total / hours if hours else 0.0,
         "moved/user-h": moved / hours if hours else 0.0,
         "moved/user-day": 24 * moved / hours if hours else 0.0,
+        "back to previous": back,
         "users moved %": 100 * len(moves) / len(entered) if entered else 0.0,
         "seconds": round(seconds, 1),
-        "kinds": dict(later),
+        "kinds": {**later, "reasons": dict(reasons)},
         "model_versions": versions,
         "drifts": drifts,
         "max_moves": max(moves.values(), default=0),

@@ -40,6 +40,12 @@ CLUSTERERS = {
     "DenStream (defaults)": LearnerConfig(algorithm="DenStream", params={}),
 }
 
+# Why a clusterer cannot work through the Learner, where that is known.
+LIMITS = {
+    "DenStream": "river's DenStream fills `clusters` (and so `centers`) only in predict_one, its offline "
+    "DBSCAN step; the Learner only calls learn_one, so the model has no centroids",
+}
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     defaults = Scenario()
@@ -65,6 +71,8 @@ def run(args: argparse.Namespace) -> Report:
             row["error"] = f"{type(exc).__name__}: {exc}"
             errors[name] = traceback.format_exc(limit=6)
             notes.append(f"{name} failed: {row['error']} (at {_where(errors[name])})")
+            if learner.algorithm in LIMITS:
+                notes.append(f"  why: {LIMITS[learner.algorithm]}")
         rows.append(row)
     notes.insert(0, f"workload: Scenario(users={scenario.users}, events={scenario.events}, seed={scenario.seed}), "
                     "default shift at half the stream")

@@ -6,7 +6,9 @@
    events/s it reports itself (engine and output files, without start-up), and its
    peak RSS (ru_maxrss of the reaped child).
 3. In this process, ``app.commands.replay.replay()`` runs over the same file with an
-   ``EmbeddedPipeline(EngineConfig())`` and outputs discarded: the engine's events/s.
+   ``EmbeddedPipeline(EngineConfig())`` and outputs discarded: the engine's events/s,
+   with this process's garbage-collector settings (the ``segstream`` command line
+   tunes them in ``app/cli.py``; the difference is the collector's cost).
    Then every user's state is encoded with ``tables.codecs.encode_state``: bytes per
    user (mean, p99, max), the size of a value in ``user_to_state``. Heap per user
    (tracemalloc) is measured too: of an encoded value as a worker's memory store keeps
@@ -18,6 +20,7 @@ Targets (issue): >= 50,000 events/s, <= 2 KB per user.
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import re
 import resource
@@ -71,7 +74,8 @@ def run(args: argparse.Namespace) -> Report:
          "events/s": args.events / child["wall_s"]},
         {"measurement": "segstream replay (child, as it reports)", "seconds": child["own_s"],
          "events/s": child["own_rate"]},
-        {"measurement": "replay() in process, outputs discarded", "seconds": engine["seconds"],
+        {"measurement": f"replay() in process, outputs discarded, gc thresholds {engine['gc_threshold']}",
+         "seconds": engine["seconds"],
          "events/s": engine["events"] / engine["seconds"]},
     ]
     notes = [
@@ -137,6 +141,7 @@ def _run_in_process(clicks: Path, batch: int) -> dict:
     return {
         "events": stats.events, "seconds": stats.seconds, "outcomes": dict(stats.outcomes),
         "changes": stats.changes, "drifts": stats.drifts, "sizes": sizes, "peak_rss_mb": peak,
+        "gc_threshold": gc.get_threshold(),
         "heap": _heap_per_user(list(pipeline.states.values())),
     }
 

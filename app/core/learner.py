@@ -59,6 +59,12 @@ class LearnerConfig:
     drift_delta: float = 0.002
     drift_cooldown: int = 1_000
     lloyd_iterations: int = 25
+
+    def __post_init__(self) -> None:
+        if not hasattr(cluster, self.algorithm):
+            raise ValueError(f"river.cluster has no {self.algorithm!r}")
+        if min(self.warmup, self.refresh_window, self.publish_every, self.n_clusters) < 1:
+            raise ValueError("warmup, refresh_window, publish_every and n_clusters must be at least 1")
     restarts: int = 10  # k-means++ seedings tried; the lowest inertia wins
     drift_tolerance: float = 0.1  # refresh only if the fit got this much worse
 
@@ -119,9 +125,9 @@ class Learner:
         self._samples += 1
         self._last_ts = ts
         if self._clusterer is None:
-            if len(self._recent) < self.config.warmup:
+            # Fit at the warm-up size, and again every warm-up samples until a fit finds clusters.
+            if self._samples % self.config.warmup or not self._refit(np.array(self._recent)):
                 return []
-            self._refit(np.array(self._recent))
             return [self._publish(ts)]
         sample = self._as_dict(x)
         self._scaler.learn_one(sample)
@@ -153,8 +159,11 @@ class Learner:
         # the population mean in scaled space.
         return {name: value for name, value in zip(self.features, x.tolist(), strict=True) if not math.isnan(value)}
 
-    def _refit(self, data: np.ndarray) -> None:
-        """A fresh scaler and clusterer from ``data``; centroids seeded by k-means++."""
+    def _refit(self, data: np.ndarray) -> bool:
+        """A fresh scaler and clusterer from ``data`` (KMeans seeded by k-means++).
+
+        Returns False, keeping the current model, when the clusterer found no clusters.
+        """
         scaler = preprocessing.StandardScaler()
         for row in data:
             scaler.learn_one(self._as_dict(row))
@@ -166,6 +175,8 @@ class Learner:
         else:
             for row in z:
                 clusterer.learn_one(dict(zip(self.features, row.tolist(), strict=True)))
+        if not clusterer.centers:
+            return False
         self._scaler, self._clusterer = scaler, clusterer
         self._monitor = FitMonitor(
             *self._moments(scaler),
@@ -175,6 +186,7 @@ class Learner:
             delta=self.config.drift_delta,
         )
         self._name_new_centers(len(clusterer.centers))
+        return True
 
     def _name_new_centers(self, count: int) -> None:
         known = len(self._ids)
@@ -206,7 +218,9 @@ class Learner:
         detected_ts, detected_at, baseline, drifted = self._detected
         old_mean, old_std = self._moments(self._scaler)
         old_raw = self._centroids() * old_std + old_mean
-        self._refit(np.array(self._recent)[-self.config.refresh_window :])
+        self._detected = None
+        if not self._refit(np.array(self._recent)[-self.config.refresh_window :]):
+            return []  # keep the current model; ADWIN keeps watching it
         new_mean, new_std = self._moments(self._scaler)
         old_in_new = (old_raw - new_mean) / new_std
         new = self._centroids()
@@ -216,7 +230,6 @@ class Learner:
         matched = dict(zip(rows.tolist(), cols.tolist(), strict=True))
         fresh = (f"c{n}" for n in range(len(old_ids) + 1, len(old_ids) + len(new) + 1))
         self._ids = [old_ids[matched[i]] if i in matched else next(fresh) for i in range(len(new))]
-        self._detected = None
         previous = self._version
         snapshot = self._publish(self._last_ts)
         return [DriftEvent(detected_ts, detected_at, previous, snapshot.version, baseline, drifted), snapshot]

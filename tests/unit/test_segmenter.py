@@ -153,3 +153,19 @@ def test_new_users_wait_for_evidence():
 def test_names_are_readable_and_unique():
     names = name_centroids(("monetary", "mobile_share"), [(2.0, -1.0), (2.1, -0.9), (0.1, 0.1)])
     assert names == ["high spend · desktop", "high spend · desktop (2)", "typical"]
+
+
+@pytest.mark.parametrize("algorithm", ["DenStream", "DBSTREAM", "CluStream"])
+def test_other_river_clusterers_never_crash_the_learner(algorithm):
+    """A clusterer that finds no clusters yet publishes nothing; one that does publishes ids."""
+    config = LearnerConfig(algorithm=algorithm, params={}, warmup=150, publish_every=100)
+    learner = Learner(config, features=FEATURES, log_features=())
+    outputs = [out for i, row in enumerate(blobs(600, 4)) for out in learner.learn(row, ts=float(i))]
+    for snapshot in outputs:
+        assert isinstance(snapshot, ModelSnapshot)
+        assert len(snapshot.segment_ids) == len(snapshot.centroids) == len(set(snapshot.segment_ids))
+
+
+def test_unknown_algorithm_is_refused():
+    with pytest.raises(ValueError, match="river.cluster has no 'Kmeans'"):
+        LearnerConfig(algorithm="Kmeans")
