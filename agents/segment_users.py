@@ -74,7 +74,7 @@ async def segment_users(stream):
         partitions: dict[str, int] = {}
         events = await _decode(batch, now, partitions)
         # events: validated ClickEvents in partition order; partitions: user_id -> source partition
-        result = engine.process(events, user_states.get, emitted_at=now)
+        result = engine.process(events, user_states.get, emitted_at=now, stored=user_states.stored)
         # result.touched: user_id -> UserState; result.changes: segment-change dicts
         metrics.state_bytes.inc(await user_states.write(result.touched, partitions))
         for outcome, count in result.outcomes.items():

@@ -44,6 +44,11 @@ class UserStateCache:
         raw = self._local().get(user_id.encode())  # recovered from the changelog
         return None if raw is None else decode_state(raw)
 
+    def stored(self, user_id: str) -> UserState | None:
+        """The state as last written (before the batch in progress), decoded afresh."""
+        raw = self._local().get(user_id.encode())
+        return None if raw is None else decode_state(raw)
+
     def _local(self):
         # The memory store wraps a plain dict; its Mapping.get costs ~3 µs a miss.
         store = self.table.data

@@ -94,13 +94,24 @@ class Engine:
         lookup: Callable[[str], UserState | None],
         *,
         emitted_at: float = 0.0,
+        stored: Callable[[str], UserState | None] | None = None,
     ) -> BatchResult:
-        """Fold ``events`` (in input order) into state; ``lookup`` reads stored state."""
+        """Fold ``events`` (in input order) into state; ``lookup`` reads current state.
+
+        ``stored``, when given, reads a user's state as it was before this batch
+        (a fresh object); without it the engine copies the features of users with
+        several events in the batch, to rebuild the snapshot of a change that is
+        not their last event.
+        """
         result = BatchResult()
         touched = result.touched
         # Users with several events in this batch keep their features from before it,
         # to rebuild the snapshot of a change that is not their last event.
-        repeated = {user for user, n in Counter(event.user_id for event in events).items() if n > 1}
+        repeated = (
+            set()
+            if stored is not None
+            else {user for user, n in Counter(event.user_id for event in events).items() if n > 1}
+        )
         origins: dict[str, UserFeatures] = {}
         features_cfg = self.config.features
         seg_cfg = self.config.segmenter
@@ -131,7 +142,7 @@ class Engine:
                 pending.append(_Pending(user_id, state, event, eligible))
                 rows.append(vector)
         if pending:
-            self._decide(pending, rows, result, emitted_at, events, origins)
+            self._decide(pending, rows, result, emitted_at, events, origins, stored)
         return result
 
     def _sampled(self, user_id: str, events: int) -> bool:
@@ -146,11 +157,13 @@ class Engine:
         emitted_at: float,
         events: Sequence[ClickEvent],
         origins: dict[str, UserFeatures],
+        stored: Callable[[str], UserState | None] | None,
     ) -> None:
         distances = self.segmenter.distances(rows)
         # rows x segments: each event's distance to every centroid, decided in order
         decide = self.segmenter.decide
         last_event = {item.user_id: item.event for item in pending}
+        by_user: dict[str, list[ClickEvent]] | None = None
         for item, row in zip(pending, distances, strict=True):
             member = item.state.membership
             previous = member.segment
@@ -159,16 +172,24 @@ class Engine:
             if item.event is last_event[item.user_id]:
                 features = item.state.features
             else:  # the user had more events in this batch: rebuild the state as of this one
-                features = self._features_at(item, events, origins[item.user_id])
+                if by_user is None:
+                    by_user = {}
+                    for event in events:
+                        by_user.setdefault(event.user_id, []).append(event)
+                if stored is None:
+                    origin = origins[item.user_id]
+                else:
+                    before = stored(item.user_id)
+                    origin = before.features if before is not None else UserFeatures()
+                features = self._features_at(item, by_user[item.user_id], origin)
             result.changes.append(self._change(item, previous, row, features, emitted_at))
 
-    def _features_at(self, item: _Pending, events: Sequence[ClickEvent], origin: UserFeatures) -> UserFeatures:
+    def _features_at(self, item: _Pending, own_events: list[ClickEvent], origin: UserFeatures) -> UserFeatures:
         features = origin.copy()
-        for event in events:
-            if event.user_id == item.user_id:
-                features.apply(event, self.config.features)
-                if event is item.event:
-                    break
+        for event in own_events:
+            features.apply(event, self.config.features)
+            if event is item.event:
+                break
         return features
 
     def _change(

@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import math
 import zlib
+from itertools import chain
+from operator import attrgetter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -294,8 +296,8 @@ class UserFeatures:
 
     def copy(self) -> UserFeatures:
         twin = UserFeatures.__new__(UserFeatures)
-        for name in _SCALARS:
-            setattr(twin, name, getattr(self, name))
+        for name, value in zip(_SCALARS, _read_scalars(self)):
+            setattr(twin, name, value)
         twin.windows = {name: dict(buckets) for name, buckets in self.windows.items()}
         twin.recent_ids = list(self.recent_ids)
         twin.traits = dict(self.traits)
@@ -303,9 +305,11 @@ class UserFeatures:
 
     def to_record(self) -> list[Any]:
         """A compact JSON-ready list; ``from_record`` reads it back."""
-        windows = {name: [x for item in sorted(b.items()) for x in item] for name, b in self.windows.items()}
-        record = [_finite_or_none(getattr(self, name)) for name in _SCALARS]
-        return [*record, windows, [x for item in self.recent_ids for x in item], self.traits]
+        windows = {name: list(chain.from_iterable(sorted(b.items()))) for name, b in self.windows.items()}
+        record = list(_read_scalars(self))
+        if not self.events:  # the clocks are -inf until the first event; JSON has no -inf
+            record = [_finite_or_none(value) for value in record]
+        return [*record, windows, list(chain.from_iterable(self.recent_ids)), self.traits]
 
     @classmethod
     def from_record(cls, record: list[Any]) -> UserFeatures:
@@ -327,3 +331,4 @@ def _finite_or_none(value: Any) -> Any:
 
 
 _SCALARS = tuple(name for name in UserFeatures.__slots__ if name not in ("windows", "recent_ids", "traits"))
+_read_scalars = attrgetter(*_SCALARS)
