@@ -23,23 +23,21 @@ import orjson
 
 
 def build_app(args: argparse.Namespace) -> faust.App:
-    app = faust.App(
-        args.app_id,
-        broker=args.broker,
-        store="memory://",
-        datadir=args.data_dir,
-        web_host="127.0.0.1",
-        web_bind="127.0.0.1",
-        web_port=args.web_port,
-        topic_partitions=args.partitions,
-        topic_allow_declare=True,
-        processing_guarantee="at_least_once",
-        stream_wait_empty=False,
-        consumer_auto_offset_reset="earliest",
-        producer_linger_ms=5,
-        table_cleanup_interval=3600.0,
-        web_enabled=True,
-        autodiscover=False,
+    # The very app factory and process tuning the worker uses, so (b) and (c) differ
+    # only by what the agent does.
+    from app.cli import tune_garbage_collector
+    from app.main import create_app
+    from app.settings import Settings
+
+    tune_garbage_collector()
+    app = create_app(
+        Settings(
+            app_id=args.app_id,
+            broker=args.broker,
+            data_dir=args.data_dir,
+            web_port=args.web_port,
+            partitions=args.partitions,
+        )
     )
     topic = app.topic(args.topic, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
     started = time.perf_counter()

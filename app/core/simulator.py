@@ -195,7 +195,11 @@ class Scenario:
         after. Duplicates count towards ``events``.
     events_per_message
         Up to this many consecutive events of one user per message. A user's buffer is
-        flushed when full and when the user's session ends.
+        flushed when full and, with ``flush_at_session_end``, when the user's session ends.
+    flush_at_session_end
+        Flush a user's buffer when the session ends, as a browser collector would. Off,
+        every message but each user's last holds exactly ``events_per_message`` events
+        (a backlog shape for benchmarks).
     span_days
         Event-time span over which each user's sessions are spread (roughly: the last
         sessions can run past it).
@@ -211,6 +215,7 @@ class Scenario:
     late_fraction: float = 0.01
     duplicate_fraction: float = 0.002
     events_per_message: int = 1
+    flush_at_session_end: bool = True
     span_days: float = 7.0
 
     def __post_init__(self) -> None:
@@ -548,12 +553,13 @@ def generate(scenario: Scenario) -> Iterator[Message]:
             yield Message(ids[i], (event,))
         return
     buffers: list[list[dict]] = [[] for _ in users]
+    at_session_end = scenario.flush_at_session_end
     for i, event, flush in simulation.events():
         buffer = buffers[i]
         buffer.append(event)
-        if flush or len(buffer) >= k:
+        if (flush and at_session_end) or len(buffer) >= k:
             yield Message(ids[i], tuple(buffer))
             buffer.clear()
-    for i, buffer in enumerate(buffers):  # empty in practice: every session end flushes
+    for i, buffer in enumerate(buffers):  # with flush_at_session_end, empty in practice
         if buffer:
             yield Message(ids[i], tuple(buffer))
