@@ -33,8 +33,14 @@ test: install-dev
 unit: install-dev
 	$(BIN)/python -m pytest tests/unit app/core
 
+## The benchmark table of the README (about 10 minutes; needs the services).
 bench: install-dev
-	$(BIN)/python -m bench --help
+	scripts/services start
+	$(BIN)/python -m bench kafka --users 100000 --events 1000000 --per-message 1
+	$(BIN)/python -m bench kafka --users 100000 --events 2000000 --per-message 20
+	$(BIN)/python -m bench replay --users 100000 --events 1000000
+	$(BIN)/python -m bench flapping
+	$(BIN)/python -m bench quality
 
 services-start:
 	scripts/services start
