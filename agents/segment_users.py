@@ -17,6 +17,7 @@ from app.core.engine import Engine
 from app.core.events import ClickEvent, decode_message
 from app.main import app, settings
 from app.model_feed import CURRENT
+from app.record_batches import BatchSender
 from app.topics import clicks, clicks_dlq, declare_topics, model_samples, segment_changes
 from tables.codecs import decode_model
 from tables.user_state import user_states
@@ -24,6 +25,7 @@ from tables.user_state import user_states
 log = logging.getLogger(__name__)
 
 engine = Engine(settings.engine)
+change_sender = BatchSender()
 
 
 def _load_model_file() -> None:
@@ -45,7 +47,9 @@ def _follow_published_model() -> None:
         log.info("predicting with model v%d (%d segments)", snapshot.version, len(snapshot.segment_ids))
 
 
-async def _decode(batch: Sequence[EventT], now: float, partitions: dict[str, int]) -> list[ClickEvent]:
+async def _decode(
+    batch: Sequence[EventT], now: float, partitions: dict[str, int], positions: list[tuple[int, int]]
+) -> list[ClickEvent]:
     """Valid events of the batch in order; rejects go to clicks-dlq with their source position."""
     valid: list[ClickEvent] = []
     for event in batch:
@@ -53,8 +57,10 @@ async def _decode(batch: Sequence[EventT], now: float, partitions: dict[str, int
         decoded = decode_message(
             event.value, now=now, max_bytes=settings.max_message_bytes, max_future_s=settings.max_future_s
         )
+        position = (message.partition, message.offset)
         for click in decoded.events:
             partitions[click.user_id] = message.partition
+            positions.append(position)
         valid.extend(decoded.events)
         for reject in decoded.rejects:
             metrics.events.labels("dlq").inc()
@@ -63,25 +69,45 @@ async def _decode(batch: Sequence[EventT], now: float, partitions: dict[str, int
     return valid
 
 
+async def _check_partitions() -> None:
+    """State, changes and clicks share partition numbers: their counts must match."""
+    producer = app.producer._ensure_producer()
+    for topic in (clicks.get_topic_name(), segment_changes.get_topic_name()):
+        found = len(await producer.partitions_for(topic))
+        if found != settings.partitions:
+            raise SystemExit(
+                f"segstream: topic {topic} has {found} partitions but SEGSTREAM_PARTITIONS is "
+                f"{settings.partitions}; they must match (the user-state changelog is co-partitioned)"
+            )
+
+
 @app.agent(clicks, concurrency=1)
 async def segment_users(stream):
     """Per batch: decode, fold into state, decide segments, write each touched user once."""
     _load_model_file()
     await declare_topics()
+    await _check_partitions()
     async for batch in stream.take_events(settings.batch_size, within=settings.batch_within_s):
         now = time.time()
         _follow_published_model()
         partitions: dict[str, int] = {}
-        events = await _decode(batch, now, partitions)
-        # events: validated ClickEvents in partition order; partitions: user_id -> source partition
-        result = engine.process(events, user_states.get, emitted_at=now, stored=user_states.stored)
+        positions: list[tuple[int, int]] = []
+        events = await _decode(batch, now, partitions, positions)
+        # events: validated ClickEvents in partition order, positions[i]: (partition, offset) of events[i]
+        result = engine.process(
+            events, user_states.get, emitted_at=now, stored=user_states.stored, positions=positions
+        )
         # result.touched: user_id -> UserState; result.changes: segment-change dicts
         metrics.state_bytes.inc(await user_states.write(result.touched, partitions))
         for outcome, count in result.outcomes.items():
             metrics.events.labels(outcome).inc(count)
         metrics.segment_changes.labels("cluster").inc(len(result.changes))
-        for change in result.changes:
-            await segment_changes.send(key=change["user_id"].encode(), value=orjson.dumps(change))
+        # Same partition as the user's clicks: keyed by user_id, co-partitioned.
+        await change_sender.send(
+            app.producer._ensure_producer(),
+            segment_changes.get_topic_name(),
+            [(partitions[c["user_id"]], c["user_id"].encode(), orjson.dumps(c)) for c in result.changes],
+        )
         if result.samples:
             # One message per batch: the learner reads [[vector, ts], ...].
             await model_samples.send(value=orjson.dumps([[s.vector, s.ts] for s in result.samples]))

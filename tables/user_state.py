@@ -3,18 +3,18 @@
 Faust writes a table key as one message through its producer buffer, which
 costs about 100 µs here (DESIGN.md). :class:`UserStateCache` keeps decoded
 states in memory in front of the table and writes each batch's changed users to
-the table's changelog as whole Kafka record batches, one per partition. Offsets
-stay safe: the records are queued before the batch's events are acked, and
-Faust flushes the producer before every offset commit.
+the table's changelog as whole Kafka record batches (app/record_batches.py).
+Offsets stay safe: the records are queued before the batch's events are acked,
+and Faust flushes the producer before every offset commit.
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections import OrderedDict
 
 from app.core.state import UserState
 from app.main import app, settings
+from app.record_batches import BatchSender
 from tables.codecs import RAW_SCHEMA, decode_state, encode_state
 
 user_to_state = app.Table(
@@ -34,7 +34,7 @@ class UserStateCache:
         self.table = table
         self.max_users = max_users
         self._states: OrderedDict[str, UserState] = OrderedDict()
-        self._pending: list[asyncio.Future] = []
+        self._sender = BatchSender()
 
     def get(self, user_id: str) -> UserState | None:
         state = self._states.get(user_id)
@@ -61,28 +61,19 @@ class UserStateCache:
 
     async def write(self, touched: dict[str, UserState], partitions: dict[str, int]) -> int:
         """Write every touched state to the local store and the changelog; returns bytes written."""
-        self._raise_failed_writes()
-        producer = app.producer._ensure_producer()  # Faust's own aiokafka producer
-        topic = self.table.changelog_topic.get_topic_name()
         local, partition_of = self._local(), getattr(self.table.data, "_key_partition", None)
-        batches: dict[int, object] = {}
+        records = []
         written = 0
         for user_id, state in touched.items():
-            key, value = user_id.encode(), encode_state(state)
+            key, value, partition = user_id.encode(), encode_state(state), partitions[user_id]
             written += len(value)
             local[key] = value
             if partition_of is not None:
-                partition_of[key] = partitions[user_id]  # lets the store drop keys of revoked partitions
+                partition_of[key] = partition  # lets the store drop keys of revoked partitions
             self._remember(user_id, state)
-            partition = partitions[user_id]
-            batch = batches.get(partition) or producer.create_batch()
-            if batch.append(key=key, value=value, timestamp=None) is None:
-                self._pending.append(await producer.send_batch(batch, topic, partition=partition))
-                batch = producer.create_batch()
-                batch.append(key=key, value=value, timestamp=None)
-            batches[partition] = batch
-        for partition, batch in batches.items():
-            self._pending.append(await producer.send_batch(batch, topic, partition=partition))
+            records.append((partition, key, value))
+        producer = app.producer._ensure_producer()  # Faust's own aiokafka producer
+        await self._sender.send(producer, self.table.changelog_topic.get_topic_name(), records)
         return written
 
     def _remember(self, user_id: str, state: UserState) -> None:
@@ -90,17 +81,6 @@ class UserStateCache:
         self._states.move_to_end(user_id)
         while len(self._states) > self.max_users:
             self._states.popitem(last=False)
-
-    def _raise_failed_writes(self) -> None:
-        # A failed changelog write must stop the agent before more offsets are
-        # acked: the supervisor restarts it from the last commit.
-        still_pending = []
-        for future in self._pending:
-            if not future.done():
-                still_pending.append(future)
-            elif future.exception() is not None:
-                raise future.exception()
-        self._pending = still_pending
 
 
 user_states = UserStateCache(user_to_state, max_users=settings.state_cache_users)

@@ -35,7 +35,7 @@ def start_worker(broker, tmp_path):
     workers = []
 
     def start(**env: str):
-        worker = Worker(tmp_path)
+        worker = Worker(tmp_path, **env)
         workers.append(worker)
         return worker.start()
 

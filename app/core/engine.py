@@ -34,6 +34,7 @@ from app.core.state import UserState
 from app.core.watermark import Watermark
 
 CHANGE_SCHEMA = 1
+REDELIVERED = "redelivered"  # an at-least-once redelivery of a message already applied
 _SAMPLE_BUCKETS = 10_000
 
 
@@ -95,6 +96,7 @@ class Engine:
         *,
         emitted_at: float = 0.0,
         stored: Callable[[str], UserState | None] | None = None,
+        positions: Sequence[tuple[int, int]] | None = None,
     ) -> BatchResult:
         """Fold ``events`` (in input order) into state; ``lookup`` reads current state.
 
@@ -102,6 +104,9 @@ class Engine:
         (a fresh object); without it the engine copies the features of users with
         several events in the batch, to rebuild the snapshot of a change that is
         not their last event.
+
+        ``positions`` gives each event's source ``(partition, offset)``; events of
+        messages a user's state has already applied are skipped as ``redelivered``.
         """
         result = BatchResult()
         touched = result.touched
@@ -113,19 +118,29 @@ class Engine:
             else {user for user, n in Counter(event.user_id for event in events).items() if n > 1}
         )
         origins: dict[str, UserFeatures] = {}
+        applied_before: dict[str, tuple[int, int] | None] = {}
+        skipped: set[int] = set()  # indexes of redelivered events
         features_cfg = self.config.features
         seg_cfg = self.config.segmenter
         read_vector = self._vector
         pending: list[_Pending] = []
         rows: list[list[float]] = []
-        for event in events:
+        for index, event in enumerate(events):
             user_id = event.user_id
             state = touched.get(user_id)
             if state is None:
                 state = lookup(user_id) or UserState()
                 touched[user_id] = state
+                applied_before[user_id] = state.applied
                 if user_id in repeated:
                     origins[user_id] = state.features.copy()
+            if positions is not None:
+                position, before = positions[index], applied_before[user_id]
+                if before is not None and position[0] == before[0] and position[1] <= before[1]:
+                    result.outcomes[REDELIVERED] += 1
+                    skipped.add(index)
+                    continue
+                state.applied = position
             outcome = state.features.apply(event, features_cfg)
             result.outcomes[outcome] += 1
             if outcome != OK:
@@ -142,7 +157,8 @@ class Engine:
                 pending.append(_Pending(user_id, state, event, eligible))
                 rows.append(vector)
         if pending:
-            self._decide(pending, rows, result, emitted_at, events, origins, stored)
+            applied = [event for i, event in enumerate(events) if i not in skipped] if skipped else events
+            self._decide(pending, rows, result, emitted_at, applied, origins, stored)
         return result
 
     def _sampled(self, user_id: str, events: int) -> bool:

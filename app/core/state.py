@@ -20,18 +20,36 @@ STATE_SCHEMA = 1
 
 
 class UserState:
-    __slots__ = ("features", "membership")
+    """Features, membership, and the source position of the last message applied.
 
-    def __init__(self, features: UserFeatures | None = None, membership: Membership | None = None) -> None:
+    ``applied`` is ``(partition, offset)`` of the newest input message folded in.
+    A message redelivered after a crash (at-least-once) has an offset at or below
+    it and is skipped whole, however many events it carries.
+    """
+
+    __slots__ = ("features", "membership", "applied")
+
+    def __init__(
+        self,
+        features: UserFeatures | None = None,
+        membership: Membership | None = None,
+        applied: tuple[int, int] | None = None,
+    ) -> None:
         self.features = features or UserFeatures()
         self.membership = membership or Membership()
+        self.applied = applied
 
     def to_record(self) -> list[Any]:
-        return [STATE_SCHEMA, self.features.to_record(), self.membership.to_record()]
+        applied = None if self.applied is None else list(self.applied)
+        return [STATE_SCHEMA, self.features.to_record(), self.membership.to_record(), applied]
 
     @classmethod
     def from_record(cls, record: list[Any]) -> UserState:
-        schema, features, membership = record
+        schema, features, membership, applied = record
         if schema != STATE_SCHEMA:
             raise ValueError(f"user state schema {schema} is not {STATE_SCHEMA}; migrate the table first")
-        return cls(UserFeatures.from_record(features), Membership.from_record(membership))
+        return cls(
+            UserFeatures.from_record(features),
+            Membership.from_record(membership),
+            None if applied is None else (applied[0], applied[1]),
+        )
