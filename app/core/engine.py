@@ -69,6 +69,7 @@ class _Pending:
     state: UserState
     event: ClickEvent
     eligible: bool
+    snapshot: dict[str, Any] | None = None  # features as of this event, when already taken
 
 
 class Engine:
@@ -120,6 +121,7 @@ class Engine:
         origins: dict[str, UserFeatures] = {}
         applied_before: dict[str, tuple[int, int] | None] = {}
         skipped: set[int] = set()  # indexes of redelivered events
+        entering: set[str] = set()
         features_cfg = self.config.features
         seg_cfg = self.config.segmenter
         read_vector = self._vector
@@ -154,7 +156,13 @@ class Engine:
             if eligible and self._sampled(user_id, user.events):
                 result.samples.append(Sample(vector, event.ts))
             if self.model is not None:
-                pending.append(_Pending(user_id, state, event, eligible))
+                snapshot = None
+                if eligible and state.membership.segment == NEW_SEGMENT and user_id not in entering:
+                    # A new user's first eligible event always enters a segment: take the
+                    # snapshot now rather than rebuild it after the batch.
+                    entering.add(user_id)
+                    snapshot = user.snapshot(event.ts, features_cfg)
+                pending.append(_Pending(user_id, state, event, eligible, snapshot))
                 rows.append(vector)
         if pending:
             applied = [event for i, event in enumerate(events) if i not in skipped] if skipped else events
@@ -185,8 +193,10 @@ class Engine:
             previous = member.segment
             if decide(member, row, ts=item.event.ts, eligible=item.eligible) is None:
                 continue
-            if item.event is last_event[item.user_id]:
-                features = item.state.features
+            if item.snapshot is not None:
+                snapshot = item.snapshot
+            elif item.event is last_event[item.user_id]:
+                snapshot = item.state.features.snapshot(item.event.ts, self.config.features)
             else:  # the user had more events in this batch: rebuild the state as of this one
                 if by_user is None:
                     by_user = {}
@@ -198,7 +208,8 @@ class Engine:
                     before = stored(item.user_id)
                     origin = before.features if before is not None else UserFeatures()
                 features = self._features_at(item, by_user[item.user_id], origin)
-            result.changes.append(self._change(item, previous, row, features, emitted_at))
+                snapshot = features.snapshot(item.event.ts, self.config.features)
+            result.changes.append(self._change(item, previous, row, snapshot, emitted_at))
 
     def _features_at(self, item: _Pending, own_events: list[ClickEvent], origin: UserFeatures) -> UserFeatures:
         features = origin.copy()
@@ -209,7 +220,7 @@ class Engine:
         return features
 
     def _change(
-        self, item: _Pending, previous: str, distances: Any, features: UserFeatures, emitted_at: float
+        self, item: _Pending, previous: str, distances: Any, snapshot: dict[str, Any], emitted_at: float
     ) -> dict[str, Any]:
         member = item.state.membership
         model = self.model
@@ -235,5 +246,5 @@ class Engine:
             "model_version": model.version,
             "reason": reason,
             "distance": round(float(distances[index]), 4),
-            "features": features.snapshot(item.event.ts, self.config.features),
+            "features": snapshot,
         }
