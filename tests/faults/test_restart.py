@@ -12,7 +12,7 @@ import pytest
 
 from app.core.simulator import Scenario, generate
 from tables.codecs import decode_state
-from tests.kafka_harness import Worker, produce, read_all, wait_until_consumed
+from tests.kafka_harness import Worker, committed, produce, read_all, wait_until_consumed
 
 pytestmark = pytest.mark.integration
 
@@ -30,7 +30,12 @@ def test_kill_and_restart_keeps_exact_counts(tmp_path):
     first = Worker(tmp_path).start()
     try:
         asyncio.run(produce(first.topic("clicks"), [(m.key.encode(), m.to_bytes()) for m in messages]))
-        time.sleep(4)  # part of the stream is processed, part committed, part in flight
+        # Kill once some offsets are committed: part of the stream is then committed,
+        # part processed but uncommitted, part in flight.
+        deadline = time.monotonic() + 60
+        while not any(asyncio.run(committed(first.app_id, first.topic("clicks"))).values()):
+            assert time.monotonic() < deadline, "the first worker never committed"
+            time.sleep(0.2)
     finally:
         first.stop(signal.SIGKILL)
     second = Worker(tmp_path, name=first.app_id)
