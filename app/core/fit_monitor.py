@@ -21,6 +21,8 @@ from __future__ import annotations
 import numpy as np
 from river import drift
 
+from app.core.model import standardize
+
 
 class FitMonitor:
     """ADWIN over the distance of samples to a frozen reference model."""
@@ -50,7 +52,7 @@ class FitMonitor:
 
     def distance(self, x: np.ndarray) -> float:
         """Distance from a raw (log-transformed, unscaled) sample to the nearest reference centroid."""
-        z = np.nan_to_num((x - self._mean) / self._std, nan=0.0)
+        z = standardize(x, self._mean, self._std)
         return float(np.sqrt(((self._centroids - z) ** 2).sum(axis=1).min()))
 
     def observe(self, x: np.ndarray) -> bool:

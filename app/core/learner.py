@@ -42,7 +42,7 @@ from scipy.optimize import linear_sum_assignment
 
 from app.core.events import format_ts
 from app.core.fit_monitor import FitMonitor
-from app.core.model import ModelSnapshot, name_centroids
+from app.core.model import ModelSnapshot, log_columns, name_centroids, standardize
 
 
 @dataclass(frozen=True)
@@ -110,7 +110,6 @@ class Learner:
         self._clusterer: Any = None
         self._monitor: FitMonitor | None = None  # set by the first fit
         self._detected: tuple[float, int, float, float] | None = None  # ts, samples, baseline, distance
-        self._fresh = 0  # samples since the detection
         self._last_ts: float | None = None
         self.snapshot: ModelSnapshot | None = None
 
@@ -136,10 +135,8 @@ class Learner:
         outputs: list[ModelSnapshot | DriftEvent] = []
         if self._detected is None and self._monitor.observe(x):
             self._detected = (ts, self._samples, self._monitor.baseline, self._monitor.current)
-            self._fresh = 0
-        if self._detected is not None:
-            self._fresh += 1
-        if self._detected is not None and self._fresh >= self.config.refresh_window:
+        # Refit once refresh_window samples, the detecting one included, came after the drift.
+        if self._detected is not None and self._samples - self._detected[1] + 1 >= self.config.refresh_window:
             outputs.extend(self._refresh())
         else:
             self._since_publish += 1
@@ -150,9 +147,7 @@ class Learner:
     # -- internals ------------------------------------------------------------
 
     def _transform(self, vector: Sequence[float]) -> np.ndarray:
-        x = np.asarray(vector, dtype=np.float64)
-        x[self._log_mask] = np.log1p(np.maximum(x[self._log_mask], 0.0))
-        return x
+        return log_columns(np.asarray(vector, dtype=np.float64), self._log_mask)
 
     def _as_dict(self, x: np.ndarray) -> dict[str, float]:
         # Unobserved features stay out of the dict: River's KMeans reads them as 0,
@@ -200,8 +195,7 @@ class Learner:
         return params
 
     def _scale_matrix(self, data: np.ndarray, scaler: preprocessing.StandardScaler) -> np.ndarray:
-        mean, std = self._moments(scaler)
-        return np.nan_to_num((data - mean) / std, nan=0.0)
+        return standardize(data, *self._moments(scaler))
 
 
     def _moments(self, scaler: preprocessing.StandardScaler) -> tuple[np.ndarray, np.ndarray]:

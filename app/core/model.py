@@ -19,6 +19,8 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
+import numpy as np
+
 NEW_SEGMENT = "new"
 
 # Feature -> words for a centroid well above / well below the population.
@@ -85,6 +87,27 @@ class ModelSnapshot:
             return self.names[self.segment_ids.index(segment)]
         except ValueError:
             return segment
+
+
+def log_columns(x: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """log1p of the masked columns (last axis), in place; negatives count as 0.
+
+    Learner, segmenter and fit monitor must transform features identically.
+
+    >>> log_columns(np.array([[np.e - 1, 5.0]]), np.array([True, False])).tolist()
+    [[1.0, 5.0]]
+    """
+    x[..., mask] = np.log1p(np.maximum(x[..., mask], 0.0))
+    return x
+
+
+def standardize(x: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
+    """Z-scores; unobserved (NaN) and non-finite values become 0, the population mean.
+
+    >>> standardize(np.array([4.0, np.nan]), np.array([2.0, 1.0]), np.array([2.0, 1.0])).tolist()
+    [1.0, 0.0]
+    """
+    return np.nan_to_num((x - mean) / std, nan=0.0, posinf=0.0, neginf=0.0)
 
 
 def name_centroids(features: Sequence[str], centroids: Sequence[Sequence[float]]) -> list[str]:

@@ -30,7 +30,7 @@ from operator import itemgetter
 import numpy as np
 
 from app.core.features import UserFeatures
-from app.core.model import NEW_SEGMENT, ModelSnapshot
+from app.core.model import NEW_SEGMENT, ModelSnapshot, log_columns, standardize
 
 DEFAULT_FEATURES = (
     "avg_order_value",
@@ -179,9 +179,7 @@ class Segmenter:
     def scale(self, rows: Sequence[Sequence[float]]) -> np.ndarray:
         """Rows in config feature order -> z-scores in model feature order, NaN -> 0."""
         x = np.asarray(rows, dtype=np.float64).reshape(len(rows), -1)[:, self._columns]
-        x[:, self._log_mask] = np.log1p(np.maximum(x[:, self._log_mask], 0.0))
-        z = (x - self._mean) / self._std
-        return np.nan_to_num(z, nan=0.0, posinf=0.0, neginf=0.0)
+        return standardize(log_columns(x, self._log_mask), self._mean, self._std)
 
     def distances(self, rows: Sequence[Sequence[float]]) -> np.ndarray:
         """Euclidean distance of every row to every centroid, shape (rows, segments)."""
