@@ -12,6 +12,7 @@ from app.core.learner import DriftEvent, Learner
 from app.main import app, settings
 from app.model_feed import CURRENT, LEARNER, ModelFeed
 from app.topics import model_samples, segment_drift, segment_model
+from tables.codecs import encode_model
 
 log = logging.getLogger(__name__)
 
@@ -54,5 +55,5 @@ async def learn_segments(stream):
         # published: the newest ModelSnapshot of this batch, if any
         if published is not None:
             await segment_model.send(key=LEARNER, value=pickle.dumps(learner))
-            await segment_model.send(key=CURRENT, value=orjson.dumps(published.to_dict()))
+            await segment_model.send(key=CURRENT, value=encode_model(published))
             log.info("published model v%d after %d samples", published.version, learner.samples)

@@ -34,12 +34,17 @@ def _load_model_file() -> None:
         engine.use_model(decode_model(Path(settings.model_file).read_bytes()))
 
 
+_adopted_raw: bytes | None = None  # the published model bytes last looked at
+
+
 def _follow_published_model() -> None:
+    global _adopted_raw
     if not settings.learn:
         return
     raw = model_feed.latest.get(CURRENT)
-    if raw is None:
-        return
+    if raw is None or raw is _adopted_raw:
+        return  # decode a published model once, not once per batch
+    _adopted_raw = raw
     snapshot = decode_model(raw)
     if engine.model is None or snapshot.version > engine.model.version:
         engine.use_model(snapshot)

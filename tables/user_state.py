@@ -41,8 +41,7 @@ class UserStateCache:
         if state is not None:
             self._states.move_to_end(user_id)
             return state
-        raw = self._local().get(user_id.encode())  # recovered from the changelog
-        return None if raw is None else decode_state(raw)
+        return self.stored(user_id)  # recovered from the changelog
 
     def stored(self, user_id: str) -> UserState | None:
         """The state as last written (before the batch in progress), decoded afresh."""

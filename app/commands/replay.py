@@ -95,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
 
     def on_batch(result: FeedResult, lines: list[int]) -> None:
         out.write(result, lines)
-        progress.update(lines[-1] if lines else 0)
+        progress.update()
 
     stats = replay(pipeline, progress.track(read_messages(args.file)), batch_size=args.batch, on_batch=on_batch)
     progress.close()
@@ -136,7 +136,7 @@ class Progress:
             self._messages += 1
             yield number, raw
 
-    def update(self, _line: int) -> None:
+    def update(self) -> None:
         now = time.perf_counter()
         if not self.enabled or now - self._last < 0.2:
             return
@@ -150,5 +150,5 @@ class Progress:
     def close(self) -> None:
         if self.enabled:
             self.done, self._last = self.total, 0.0
-            self.update(0)
+            self.update()
             sys.stderr.write("\n")

@@ -31,8 +31,8 @@ class FeedResult:
     changes: list[dict[str, Any]] = field(default_factory=list)
     drifts: list[DriftEvent] = field(default_factory=list)
     models: list[ModelSnapshot] = field(default_factory=list)
-    rejects: list[Reject] = field(default_factory=list)  # index into the fed messages via .source
-    reject_sources: list[int] = field(default_factory=list)
+    rejects: list[Reject] = field(default_factory=list)
+    reject_sources: list[int] = field(default_factory=list)  # position of each reject's message in the feed
     outcomes: Counter = field(default_factory=Counter)
 
 
@@ -61,12 +61,6 @@ class EmbeddedPipeline:
             for reject in decoded.rejects:
                 out.rejects.append(reject)
                 out.reject_sources.append(position)
-        self._run(events, out, now)
-        return out
-
-    def feed_events(self, events: list[ClickEvent], *, now: float) -> FeedResult:
-        """Process already validated events (for sources that are not JSON, like CSV)."""
-        out = FeedResult()
         self._run(events, out, now)
         return out
 
