@@ -52,9 +52,7 @@ def _follow_published_model() -> None:
         log.info("predicting with model v%d (%d segments)", snapshot.version, len(snapshot.segment_ids))
 
 
-async def _decode(
-    batch: Sequence[EventT], now: float, partitions: dict[str, int], positions: list[tuple[int, int]]
-) -> list[ClickEvent]:
+async def _decode(batch: Sequence[EventT], now: float, positions: list[tuple[int, int]]) -> list[ClickEvent]:
     """Valid events of the batch in order; rejects go to clicks-dlq with their source position."""
     valid: list[ClickEvent] = []
     for event in batch:
@@ -62,11 +60,9 @@ async def _decode(
         decoded = decode_message(
             event.value, now=now, max_bytes=settings.max_message_bytes, max_future_s=settings.max_future_s
         )
-        position = (message.partition, message.offset)
-        for click in decoded.events:
-            partitions[click.user_id] = message.partition
-            positions.append(position)
-        valid.extend(decoded.events)
+        if decoded.events:
+            positions.extend([(message.partition, message.offset)] * len(decoded.events))
+            valid.extend(decoded.events)
         for reject in decoded.rejects:
             metrics.events.labels("dlq").inc()
             source = {"topic": message.topic, "partition": message.partition, "offset": message.offset}
@@ -95,15 +91,16 @@ async def segment_users(stream):
     async for batch in stream.take_events(settings.batch_size, within=settings.batch_within_s):
         now = time.time()
         _follow_published_model()
-        partitions: dict[str, int] = {}
         positions: list[tuple[int, int]] = []
-        events = await _decode(batch, now, partitions, positions)
+        events = await _decode(batch, now, positions)
         # events: validated ClickEvents in partition order, positions[i]: (partition, offset) of events[i]
         result = engine.process(
-            events, user_states.get, emitted_at=now, stored=user_states.stored, positions=positions
+            events, user_states.get, emitted_at=now, stored=user_states.stored, positions=positions,
+            messages=positions,  # a (partition, offset) names its message
         )
-        # result.touched: user_id -> UserState; result.changes: segment-change dicts
-        metrics.state_bytes.inc(await user_states.write(result.touched, partitions))
+        # result.touched: user_id -> UserState, whose .applied[0] is the user's clicks partition
+        touched = result.touched
+        metrics.state_bytes.inc(await user_states.write(touched))
         for outcome, count in result.outcomes.items():
             metrics.events.labels(outcome).inc(count)
         metrics.segment_changes.labels("cluster").inc(len(result.changes))
@@ -111,7 +108,7 @@ async def segment_users(stream):
         await change_sender.send(
             app.producer._ensure_producer(),
             segment_changes.get_topic_name(),
-            [(partitions[c["user_id"]], c["user_id"].encode(), orjson.dumps(c)) for c in result.changes],
+            [(touched[c["user_id"]].applied[0], c["user_id"].encode(), orjson.dumps(c)) for c in result.changes],
         )
         if result.samples:
             # One message per batch: the learner reads [[vector, ts], ...].

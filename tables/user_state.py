@@ -58,13 +58,17 @@ class UserStateCache:
         """Forget cached states (partitions moved): the table is the truth again."""
         self._states.clear()
 
-    async def write(self, touched: dict[str, UserState], partitions: dict[str, int]) -> int:
-        """Write every touched state to the local store and the changelog; returns bytes written."""
+    async def write(self, touched: dict[str, UserState]) -> int:
+        """Write every touched state to the local store and the changelog; returns bytes written.
+
+        A state goes to the partition of the last message it applied (``state.applied``):
+        the changelog is co-partitioned with the clicks.
+        """
         local, partition_of = self._local(), getattr(self.table.data, "_key_partition", None)
         records = []
         written = 0
         for user_id, state in touched.items():
-            key, value, partition = user_id.encode(), encode_state(state), partitions[user_id]
+            key, value, partition = user_id.encode(), encode_state(state), state.applied[0]
             written += len(value)
             local[key] = value
             if partition_of is not None:

@@ -54,18 +54,20 @@ class EmbeddedPipeline:
     def feed(self, messages: Iterable[bytes], *, now: float) -> FeedResult:
         """Decode and process raw messages (one JSON object or array each)."""
         events: list[ClickEvent] = []
+        message_of: list[int] = []  # each event's message, so users are decided once per message
         out = FeedResult()
         for position, raw in enumerate(messages):
             decoded = decode_message(raw, now=now)
             events.extend(decoded.events)
+            message_of.extend([position] * len(decoded.events))
             for reject in decoded.rejects:
                 out.rejects.append(reject)
                 out.reject_sources.append(position)
-        self._run(events, out, now)
+        self._run(events, message_of, out, now)
         return out
 
-    def _run(self, events: list[ClickEvent], out: FeedResult, now: float) -> None:
-        result = self.engine.process(events, self.states.get, emitted_at=now)
+    def _run(self, events: list[ClickEvent], message_of: list[int], out: FeedResult, now: float) -> None:
+        result = self.engine.process(events, self.states.get, emitted_at=now, messages=message_of)
         self.states.update(result.touched)
         out.changes.extend(result.changes)
         out.outcomes.update(result.outcomes)

@@ -5,9 +5,11 @@ replay both call :meth:`Engine.process` and differ only in where events come
 from and where outputs go, so they give the same segment changes for the same
 input and model.
 
-Segment decisions are taken after *every* event, in input order, from the
-feature vector as of that event; only the distance computation is batched. That
-makes the output independent of how the stream was cut into batches.
+Segment decisions are taken per message, in input order: after the last event
+of each user in each message, from the feature vector as of that event. Only the
+distance computation is batched, and a message is never split across batches,
+so the output does not depend on how the stream was cut into batches. Users
+inside their minimum dwell cannot move, so their distances are not computed.
 
 >>> from app.core.events import ClickEvent
 >>> engine = Engine(EngineConfig())
@@ -21,7 +23,7 @@ from __future__ import annotations
 
 import zlib
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -63,11 +65,12 @@ class BatchResult:
 
 @dataclass(slots=True)
 class _Pending:
-    """One event that may change its user's segment, with the user's vector after it."""
+    """A decision that may change a user's segment, with the user's vector at that point."""
 
     user_id: str
     state: UserState
-    event: ClickEvent
+    event: ClickEvent  # the last event applied before the decision: its time is the change's
+    until: ClickEvent  # the user's last event in the message, applied or not
     eligible: bool
     snapshot: dict[str, Any] | None = None  # features as of this event, when already taken
 
@@ -98,6 +101,7 @@ class Engine:
         emitted_at: float = 0.0,
         stored: Callable[[str], UserState | None] | None = None,
         positions: Sequence[tuple[int, int]] | None = None,
+        messages: Sequence[Hashable] | None = None,
     ) -> BatchResult:
         """Fold ``events`` (in input order) into state; ``lookup`` reads current state.
 
@@ -108,6 +112,11 @@ class Engine:
 
         ``positions`` gives each event's source ``(partition, offset)``; events of
         messages a user's state has already applied are skipped as ``redelivered``.
+
+        ``messages`` names each event's message (equal and adjacent for the events of
+        one message). A user's segment is decided once per message, after the last of
+        their events in it: a message arrives whole, so the states between its events
+        were never observable. Without it every event is a message of its own.
         """
         result = BatchResult()
         touched = result.touched
@@ -124,7 +133,12 @@ class Engine:
         entering: set[str] = set()
         features_cfg = self.config.features
         seg_cfg = self.config.segmenter
+        segmenter = self.segmenter
+        model = self.model
         read_vector = self._vector
+        last_in_message = _last_in_message(events, messages)
+        changed: dict[str, ClickEvent] = {}  # user -> last event applied since their last decision
+        newest = self.watermark.max_ts
         pending: list[_Pending] = []
         rows: list[list[float]] = []
         for index, event in enumerate(events):
@@ -145,25 +159,37 @@ class Engine:
                 state.applied = position
             outcome = state.features.apply(event, features_cfg)
             result.outcomes[outcome] += 1
-            if outcome != OK:
+            if outcome == OK:
+                changed[user_id] = event
+                if event.ts > newest:
+                    newest = event.ts
+            if last_in_message is not None and not last_in_message[index]:
                 continue
-            self.watermark.observe(event.ts)
+            cause = changed.pop(user_id, None)
+            if cause is None:
+                continue  # nothing of this user's message was applied
             user = state.features
+            member = state.membership
             eligible = user.events >= seg_cfg.min_events and user.sessions >= seg_cfg.min_sessions
-            if not eligible and state.membership.segment == NEW_SEGMENT:
+            if not eligible and member.segment == NEW_SEGMENT:
+                continue
+            sampled = eligible and self._sampled(user_id, user.events)
+            if model is None or segmenter.settled(member, cause.ts):
+                if sampled:
+                    result.samples.append(Sample(read_vector(user), cause.ts))
                 continue
             vector = read_vector(user)
-            if eligible and self._sampled(user_id, user.events):
-                result.samples.append(Sample(vector, event.ts))
-            if self.model is not None:
-                snapshot = None
-                if eligible and state.membership.segment == NEW_SEGMENT and user_id not in entering:
-                    # A new user's first eligible event always enters a segment: take the
-                    # snapshot now rather than rebuild it after the batch.
-                    entering.add(user_id)
-                    snapshot = user.snapshot(event.ts, features_cfg)
-                pending.append(_Pending(user_id, state, event, eligible, snapshot))
-                rows.append(vector)
+            if sampled:
+                result.samples.append(Sample(vector, cause.ts))
+            snapshot = None
+            if eligible and member.segment == NEW_SEGMENT and user_id not in entering:
+                # A new user's first eligible decision always enters a segment: take the
+                # snapshot now rather than rebuild it after the batch.
+                entering.add(user_id)
+                snapshot = user.snapshot(cause.ts, features_cfg)
+            pending.append(_Pending(user_id, state, cause, event, eligible, snapshot))
+            rows.append(vector)
+        self.watermark.observe(newest)
         if pending:
             applied = [event for i, event in enumerate(events) if i not in skipped] if skipped else events
             self._decide(pending, rows, result, emitted_at, applied, origins, stored)
@@ -186,16 +212,19 @@ class Engine:
         distances = self.segmenter.distances(rows)
         # rows x segments: each event's distance to every centroid, decided in order
         decide = self.segmenter.decide
-        last_event = {item.user_id: item.event for item in pending}
+        emitted = format_ts(emitted_at)  # the same for every change of the batch
+        last_event: dict[str, ClickEvent] | None = None
         by_user: dict[str, list[ClickEvent]] | None = None
         for item, row in zip(pending, distances, strict=True):
             member = item.state.membership
             previous = member.segment
             if decide(member, row, ts=item.event.ts, eligible=item.eligible) is None:
                 continue
+            if last_event is None:
+                last_event = {event.user_id: event for event in events}
             if item.snapshot is not None:
                 snapshot = item.snapshot
-            elif item.event is last_event[item.user_id]:
+            elif item.until is last_event[item.user_id]:
                 snapshot = item.state.features.snapshot(item.event.ts, self.config.features)
             else:  # the user had more events in this batch: rebuild the state as of this one
                 if by_user is None:
@@ -209,18 +238,18 @@ class Engine:
                     origin = before.features if before is not None else UserFeatures()
                 features = self._features_at(item, by_user[item.user_id], origin)
                 snapshot = features.snapshot(item.event.ts, self.config.features)
-            result.changes.append(self._change(item, previous, row, snapshot, emitted_at))
+            result.changes.append(self._change(item, previous, row, snapshot, emitted))
 
     def _features_at(self, item: _Pending, own_events: list[ClickEvent], origin: UserFeatures) -> UserFeatures:
         features = origin.copy()
         for event in own_events:
             features.apply(event, self.config.features)
-            if event is item.event:
+            if event is item.until:
                 break
         return features
 
     def _change(
-        self, item: _Pending, previous: str, distances: Any, snapshot: dict[str, Any], emitted_at: float
+        self, item: _Pending, previous: str, distances: Any, snapshot: dict[str, Any], emitted_at: str
     ) -> dict[str, Any]:
         member = item.state.membership
         model = self.model
@@ -238,7 +267,7 @@ class Engine:
             "kind": "cluster",
             "change": change,
             "ts": format_ts(item.event.ts),
-            "emitted_at": format_ts(emitted_at),
+            "emitted_at": emitted_at,
             "segment": member.segment,
             "segment_name": model.names[index],
             "previous": previous,
@@ -248,3 +277,21 @@ class Engine:
             "distance": round(float(distances[index]), 4),
             "features": snapshot,
         }
+
+
+def _last_in_message(events: Sequence[ClickEvent], messages: Sequence[Hashable] | None) -> list[bool] | None:
+    """For each event, whether it is its user's last in its message (None: all are)."""
+    if messages is None:
+        return None
+    last = [True] * len(events)
+    latest: dict[str, int] = {}  # user -> index of their latest event in the current message
+    current: Hashable = object()
+    for index, (event, message) in enumerate(zip(events, messages, strict=True)):
+        if message != current:
+            latest.clear()
+            current = message
+        earlier = latest.get(event.user_id)
+        if earlier is not None:
+            last[earlier] = False
+        latest[event.user_id] = index
+    return last

@@ -168,10 +168,47 @@ def parse_event(doc: dict[str, Any], *, latest_ts: float = math.inf) -> ClickEve
     ts = parse_ts(doc["ts"])
     if ts > latest_ts:
         raise InvalidEvent(f"field 'ts': {ts:.3f} is too far in the future")
-    event = ClickEvent(user_id, kind, ts)
-    if len(doc) > 3:
-        _parse_optional(doc, event)
-    return event
+    if len(doc) == 3:
+        return ClickEvent(user_id, kind, ts)
+    # Optional fields, checked inline: this runs once per event on the hot path.
+    get = doc.get
+    event_id, session_id, page, category = get("event_id"), get("session_id"), get("page"), get("category")
+    if event_id is not None and (type(event_id) is not str or len(event_id) > MAX_ID_CHARS):
+        raise _bad_text("event_id", MAX_ID_CHARS)
+    if session_id is not None and (type(session_id) is not str or len(session_id) > MAX_ID_CHARS):
+        raise _bad_text("session_id", MAX_ID_CHARS)
+    if page is not None and (type(page) is not str or len(page) > MAX_TEXT_CHARS):
+        raise _bad_text("page", MAX_TEXT_CHARS)
+    if category is not None and (type(category) is not str or len(category) > MAX_ID_CHARS):
+        raise _bad_text("category", MAX_ID_CHARS)
+    value, scroll_depth, dwell_ms = get("value"), get("scroll_depth"), get("dwell_ms")
+    if value is not None:
+        if type(value) not in _NUMBERS or not 0.0 <= value < math.inf:
+            raise _bad_number("value", value, 0.0, math.inf)
+        value = float(value)
+    if scroll_depth is not None:
+        if type(scroll_depth) not in _NUMBERS or not 0.0 <= scroll_depth <= 1.0:
+            raise _bad_number("scroll_depth", scroll_depth, 0.0, 1.0)
+        scroll_depth = float(scroll_depth)
+    if dwell_ms is not None:
+        if type(dwell_ms) not in _NUMBERS or not 0.0 <= dwell_ms < math.inf:
+            raise _bad_number("dwell_ms", dwell_ms, 0.0, math.inf)
+        dwell_ms = float(dwell_ms)
+    device = get("device")
+    if device is not None and (type(device) is not str or device not in DEVICES):
+        raise InvalidEvent(f"field 'device': must be one of {sorted(DEVICES)}")
+    consent = get("consent")
+    if consent is not None and type(consent) is not bool:
+        raise InvalidEvent("field 'consent': must be true or false")
+    traits = get("traits")
+    if traits is not None:
+        _check_traits(traits)
+    return ClickEvent(
+        user_id, kind, ts, event_id, session_id, value, device, page, category, scroll_depth, dwell_ms, traits, consent
+    )
+
+
+_NUMBERS = (int, float)  # bool is a subclass of int, but type() keeps it out
 
 
 def parse_ts(raw: Any) -> float:
@@ -184,7 +221,7 @@ def parse_ts(raw: Any) -> float:
         if parsed.tzinfo is None:
             raise InvalidEvent(f"field 'ts': {raw[:40]!r} has no UTC offset")
         ts = parsed.timestamp()
-    elif type(raw) in (int, float):
+    elif type(raw) in _NUMBERS:
         ts = raw / 1000.0 if raw >= _MS_THRESHOLD else float(raw)
     else:
         raise InvalidEvent("field 'ts': must be an RFC 3339 string or epoch seconds or milliseconds")
@@ -193,48 +230,16 @@ def parse_ts(raw: Any) -> float:
     return ts
 
 
-def _parse_optional(doc: dict[str, Any], event: ClickEvent) -> None:
-    get = doc.get
-    event.event_id = _optional_text(get("event_id"), "event_id", MAX_ID_CHARS)
-    event.session_id = _optional_text(get("session_id"), "session_id", MAX_ID_CHARS)
-    event.page = _optional_text(get("page"), "page", MAX_TEXT_CHARS)
-    event.category = _optional_text(get("category"), "category", MAX_ID_CHARS)
-    event.value = _optional_number(get("value"), "value", 0.0, math.inf)
-    event.scroll_depth = _optional_number(get("scroll_depth"), "scroll_depth", 0.0, 1.0)
-    event.dwell_ms = _optional_number(get("dwell_ms"), "dwell_ms", 0.0, math.inf)
-    device = get("device")
-    if device is not None:
-        if device not in DEVICES:
-            raise InvalidEvent(f"field 'device': must be one of {sorted(DEVICES)}")
-        event.device = device
-    consent = get("consent")
-    if consent is not None:
-        if type(consent) is not bool:
-            raise InvalidEvent("field 'consent': must be true or false")
-        event.consent = consent
-    traits = get("traits")
-    if traits is not None:
-        event.traits = _parse_traits(traits)
+def _bad_text(name: str, limit: int) -> InvalidEvent:
+    return InvalidEvent(f"field '{name}': must be a string of at most {limit} characters")
 
 
-def _optional_text(raw: Any, name: str, limit: int) -> str | None:
-    if raw is None:
-        return None
-    if type(raw) is not str or len(raw) > limit:
-        raise InvalidEvent(f"field '{name}': must be a string of at most {limit} characters")
-    return raw
+def _bad_number(name: str, raw: Any, low: float, high: float) -> InvalidEvent:
+    bounds = f">= {low:g}" if high == math.inf else f"between {low:g} and {high:g}"
+    return InvalidEvent(f"field '{name}': must be a number {bounds}, got {raw!r:.40}")
 
 
-def _optional_number(raw: Any, name: str, low: float, high: float) -> float | None:
-    if raw is None:
-        return None
-    if type(raw) not in (int, float) or not low <= raw <= high:
-        bounds = f">= {low:g}" if high == math.inf else f"between {low:g} and {high:g}"
-        raise InvalidEvent(f"field '{name}': must be a number {bounds}, got {raw!r:.40}")
-    return float(raw)
-
-
-def _parse_traits(raw: Any) -> dict[str, Any]:
+def _check_traits(raw: Any) -> None:
     if type(raw) is not dict:
         raise InvalidEvent("field 'traits': must be an object")
     if len(raw) > MAX_TRAITS:
@@ -246,7 +251,6 @@ def _parse_traits(raw: Any) -> dict[str, Any]:
             raise InvalidEvent(f"field 'traits.{key}': must be a string, number, boolean or null")
         if type(value) is str and len(value) > MAX_ID_CHARS:
             raise InvalidEvent(f"field 'traits.{key}': at most {MAX_ID_CHARS} characters")
-    return raw
 
 
 def _json_kind(value: Any) -> str:

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import math
 import zlib
-from itertools import chain
 from operator import attrgetter
 from dataclasses import dataclass, field
 from typing import Any
@@ -57,8 +56,10 @@ class FeatureConfig:
     )
 
     def __post_init__(self) -> None:
-        # (name, span, width) tuples: the per-event loop unpacks these, not dict items.
-        object.__setattr__(self, "window_specs", tuple((n, s, w) for n, (s, w) in self.windows.items()))
+        # (name, span, width, bucket bound) tuples: the per-event loop unpacks these.
+        object.__setattr__(
+            self, "window_specs", tuple((n, s, w, s // w + 1) for n, (s, w) in self.windows.items())
+        )
         if self.allowed_lateness_s >= self.session_gap_s:
             raise ValueError("allowed_lateness_s must be shorter than session_gap_s")
         for name, (span, width) in self.windows.items():
@@ -98,7 +99,7 @@ class UserFeatures:
         self.scroll_sum = self.dwell_sum = 0.0
         self.scroll_n = self.dwell_n = 0
         self.windows: dict[str, dict[int, int]] = {}
-        self.recent_ids: list[tuple[int, float]] = []  # (crc32 of the id, event time)
+        self.recent_ids: list[float] = []  # crc32 of an id, its event time, ...: oldest first
         self.traits: dict[str, Any] = {}
 
     # -- update -------------------------------------------------------------
@@ -130,14 +131,15 @@ class UserFeatures:
         # message is still recognised.
         key = event.event_id or f"{event.type}|{ts!r}|{event.page}|{event.value}"
         digest = zlib.crc32(key.encode())
-        recent = self.recent_ids
-        horizon = self.last_ts - cfg.dedup_horizon_s
-        for seen, seen_ts in recent:
-            if seen == digest and seen_ts >= horizon:
-                return True
-        recent.append((digest, ts))
-        if len(recent) > cfg.dedup_max_ids:
-            del recent[0]
+        recent = self.recent_ids  # flat: digest, ts, digest, ts, ... oldest first
+        if digest in recent[::2]:  # a C-level scan; the horizon check below is rare
+            horizon = self.last_ts - cfg.dedup_horizon_s
+            for i in range(0, len(recent), 2):
+                if recent[i] == digest and recent[i + 1] >= horizon:
+                    return True
+        recent += (digest, ts)
+        if len(recent) > 2 * cfg.dedup_max_ids:
+            del recent[:2]
         return False
 
     def _track_session(self, ts: float, gap: float) -> None:
@@ -191,22 +193,22 @@ class UserFeatures:
             self.dwell_sum += event.dwell_ms
             self.dwell_n += 1
 
-    def _count_windows(self, ts: float, specs: tuple[tuple[str, int, int], ...]) -> None:
+    def _count_windows(self, ts: float, specs: tuple[tuple[str, int, int, int], ...]) -> None:
         now = self.last_ts
         windows = self.windows
-        for name, span, width in specs:
-            if ts <= now - span - width:
-                continue  # a late event that no window as of now can hold
+        for name, span, width, limit in specs:
             index = int(ts // width)
             buckets = windows.get(name)
             if buckets is None:
                 windows[name] = {index: 1}
             elif index in buckets:
-                buckets[index] += 1
-            else:
+                buckets[index] += 1  # the common case: the bucket of the previous event
+            elif ts > now - span - width:  # else a late event that no window as of now can hold
                 buckets[index] = 1
-                oldest = int((now - span) // width)
-                if min(buckets) < oldest:
+                # Readers count only the buckets in range, so stale ones can wait for a
+                # sweep until the window is over its bound: one sweep per many buckets.
+                if len(buckets) > limit:
+                    oldest = int((now - span) // width)
                     for stale in [i for i in buckets if i < oldest]:
                         del buckets[stale]
 
@@ -305,11 +307,13 @@ class UserFeatures:
 
     def to_record(self) -> list[Any]:
         """A compact JSON-ready list; ``from_record`` reads it back."""
-        windows = {name: list(chain.from_iterable(sorted(b.items()))) for name, b in self.windows.items()}
+        # Buckets as [index, count] pairs: orjson writes the tuples and dict() reads the
+        # pairs back, without a Python-level loop either way.
+        windows = {name: list(buckets.items()) for name, buckets in self.windows.items()}
         record = list(_read_scalars(self))
         if not self.events:  # the clocks are -inf until the first event; JSON has no -inf
             record = [_finite_or_none(value) for value in record]
-        return [*record, windows, list(chain.from_iterable(self.recent_ids)), self.traits]
+        return [*record, windows, list(self.recent_ids), self.traits]
 
     @classmethod
     def from_record(cls, record: list[Any]) -> UserFeatures:
@@ -317,13 +321,20 @@ class UserFeatures:
         *scalars, windows, recent, traits = record
         for name, value in zip(_SCALARS, scalars, strict=True):
             setattr(user, name, -math.inf if value is None and name in _CLOCKS else value)
-        user.windows = {name: dict(zip(flat[::2], flat[1::2], strict=True)) for name, flat in windows.items()}
-        user.recent_ids = list(zip(recent[::2], recent[1::2], strict=True))
+        user.windows = {name: dict(_pairs(stored)) for name, stored in windows.items()}
+        user.recent_ids = recent
         user.traits = traits
         return user
 
 
 _CLOCKS = frozenset({"first_ts", "last_ts", "session_start", "session_end"})
+
+
+def _pairs(stored: list) -> Any:
+    """Window buckets: ``[[index, count], ...]``, or the flat ``[index, count, ...]`` of state schema 1."""
+    if stored and type(stored[0]) is int:
+        return [[a, b] for a, b in zip(stored[::2], stored[1::2], strict=True)]
+    return stored
 
 
 def _finite_or_none(value: Any) -> Any:

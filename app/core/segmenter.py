@@ -187,6 +187,13 @@ class Segmenter:
         diff = z[:, None, :] - self._centroids[None, :, :]
         return np.sqrt(np.einsum("nkd,nkd->nk", diff, diff))
 
+    def settled(self, member: Membership, ts: float) -> bool:
+        """True when no prediction can move ``member`` at ``ts``: it is inside its minimum dwell.
+
+        The engine skips the distances of settled users; :meth:`decide` would keep them.
+        """
+        return ts - member.since_ts < self.config.min_dwell_s and member.segment in self._index
+
     def decide(self, member: Membership, distances: np.ndarray, *, ts: float, eligible: bool) -> str | None:
         """Apply one prediction to ``member``; returns the new segment id if it changed."""
         ids = self.snapshot.segment_ids

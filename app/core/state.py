@@ -16,7 +16,7 @@ from typing import Any
 from app.core.features import UserFeatures
 from app.core.segmenter import Membership
 
-STATE_SCHEMA = 1
+STATE_SCHEMA = 2  # 2: window buckets as [index, count] pairs; schema 1 records still read
 
 
 class UserState:
@@ -46,7 +46,7 @@ class UserState:
     @classmethod
     def from_record(cls, record: list[Any]) -> UserState:
         schema, features, membership, applied = record
-        if schema != STATE_SCHEMA:
+        if schema not in (1, STATE_SCHEMA):
             raise ValueError(f"user state schema {schema} is not {STATE_SCHEMA}; migrate the table first")
         return cls(
             UserFeatures.from_record(features),

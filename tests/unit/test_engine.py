@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+from datetime import datetime
+
 import orjson
 import pytest
 
 from app.core.embedded import EmbeddedPipeline
 from app.core.engine import EngineConfig
+from app.core.segmenter import Segmenter
 from app.core.simulator import Scenario, generate
 
 SCENARIO = Scenario(users=300, events=15_000, seed=3)
@@ -43,6 +47,40 @@ def test_changes_do_not_depend_on_batch_boundaries(messages, trained_model):
     odd = run(messages, trained_model, batch=333)
     assert one, "the scenario should produce segment changes"
     assert comparable(one) == comparable(big) == comparable(odd)
+
+
+@pytest.fixture(scope="module")
+def collector_messages() -> list[bytes]:
+    """The same traffic as collector batches: up to 20 events of one user per message."""
+    return [message.to_bytes() for message in generate(replace(SCENARIO, events_per_message=20))]
+
+
+def test_collector_batches_do_not_depend_on_batch_boundaries(collector_messages, trained_model):
+    one = run(collector_messages, trained_model, batch=1)
+    odd = run(collector_messages, trained_model, batch=37)
+    assert one and comparable(one) == comparable(odd)
+
+
+def test_a_user_is_decided_once_per_message(collector_messages, trained_model):
+    """A change is dated by its user's last event in a message, never by one in between."""
+    decision_times: dict[str, set[float]] = {}
+    for raw in collector_messages:
+        doc = orjson.loads(raw)
+        latest = {event["user_id"]: event["ts"] / 1000 for event in (doc if isinstance(doc, list) else [doc])}
+        for user, ts in latest.items():
+            decision_times.setdefault(user, set()).add(round(ts, 3))
+    changes = run(collector_messages, trained_model, batch=100)
+    assert changes
+    for change in changes:
+        ts = round(datetime.fromisoformat(change["ts"]).timestamp(), 3)
+        assert ts in decision_times[change["user_id"]], change
+
+
+def test_skipping_users_inside_their_dwell_changes_nothing(messages, trained_model, monkeypatch):
+    """The engine does not score users who cannot move yet; scoring them gives the same output."""
+    skipped = run(messages, trained_model, batch=500)
+    monkeypatch.setattr(Segmenter, "settled", lambda self, member, ts: False)
+    assert comparable(skipped) == comparable(run(messages, trained_model, batch=500))
 
 
 def test_change_events_follow_the_contract(messages, trained_model):
