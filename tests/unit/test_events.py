@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import orjson
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from app.core.events import (
@@ -157,3 +157,86 @@ def test_arbitrary_bytes_never_raise(raw):
 
 def test_format_ts_is_utc_with_milliseconds():
     assert format_ts(NOW) == "2026-01-01T00:00:00.000Z"
+
+
+# Values of every JSON kind, valid or not for some field, including the edges of each limit.
+_texts = st.one_of(
+    st.text(max_size=5),
+    st.sampled_from(["", "x" * 64, "x" * 65, "é" * 256, "😀" * 257, "x" * 2_048, "x" * 2_049]),
+)
+_numbers = st.one_of(
+    st.integers(min_value=-10, max_value=2**60),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.sampled_from([0, 1, 0.5, 1.0000001, -0.0, NOW, NOW * 1000, NOW * 1000 + 0.5, 946_684_799.0]),
+)
+_scalars = st.one_of(st.none(), st.booleans(), _numbers, _texts, st.sampled_from(["mobile", "tablet", "MOBILE"]))
+_traits = st.dictionaries(st.one_of(_texts, st.just("k" * 65)), st.one_of(_scalars, st.lists(st.none(), max_size=1)),
+                          max_size=34)  # fmt: skip
+
+def _edges(limit: int) -> list[str]:
+    return ["", "x" * limit, "x" * (limit + 1), "😀" * limit, "😀" * (limit + 1)]
+
+
+_trait_edges = [{f"k{i}": i for i in range(32)}, {f"k{i}": i for i in range(33)}, {"k" * 64: 1}, {"k" * 65: 1},
+                {"a": "x" * 256}, {"a": "x" * 257}, {"a": [1]}, {"a": {"b": 1}}, {"a": None}, {}]  # fmt: skip
+_field_edges = {
+    "user_id": _edges(256), "type": _edges(64), "event_id": _edges(256), "session_id": _edges(256),
+    "page": _edges(2_048), "category": _edges(256), "traits": _trait_edges,
+    "ts": ["2026-01-01T00:00:00Z", "2026-01-01T00:00:00", "2999-01-01T00:00:00Z", NOW + 86_401, 99_999_999_999],
+    "value": [0, -0.0, -1e-300, 1e308], "scroll_depth": [0, 1, 1.0000001, -0.0], "dwell_ms": [0, -1],
+}  # fmt: skip
+_field_values = {
+    name: st.one_of(st.sampled_from(_field_edges.get(name, [None])), _scalars)
+    for name in ("user_id", "type", "ts", "event_id", "session_id", "value", "device", "page", "category",
+                 "scroll_depth", "dwell_ms", "consent", "traits", "extra")
+}  # fmt: skip
+_VALID = {"user_id": "u1", "type": "search", "ts": NOW, "event_id": "e1", "session_id": "s1", "value": 2.5,
+          "device": "mobile", "page": "/p", "category": "books", "scroll_depth": 0.5, "dwell_ms": 1200,
+          "consent": True, "traits": {"age": 30, "country": "FR"}}  # fmt: skip
+# A valid event with up to three fields replaced or dropped, or anything at all.
+_replaced = st.lists(st.sampled_from(sorted(_field_values)), max_size=3, unique=True).flatmap(
+    lambda names: st.fixed_dictionaries({name: _field_values[name] for name in names})
+)
+_events = st.one_of(
+    st.tuples(_replaced, st.lists(st.sampled_from(sorted(_VALID)), max_size=2)).map(
+        lambda t: {k: v for k, v in {**_VALID, **t[0]}.items() if k not in t[1]}
+    ),
+    st.fixed_dictionaries({}, optional=_field_values),
+)
+_messages = st.one_of(_events, st.lists(st.one_of(_events, _scalars), max_size=4), _scalars)
+
+
+def _assert_both_decoders_agree(doc) -> None:
+    from app.core.events import decode_slowly
+
+    raw = orjson.dumps(doc)
+    fast, slow = decode_message(raw, now=NOW), decode_slowly(raw, NOW + 86_400.0)
+    assert [e.to_dict() for e in fast.events] == [e.to_dict() for e in slow.events]
+    assert [(r.reason, r.index) for r in fast.rejects] == [(r.reason, r.index) for r in slow.rejects]
+    assert all(type(e.ts) is float for e in fast.events)
+
+
+_EDGE_CASES = [(name, value) for name, values in _field_edges.items() for value in values]
+_EDGE_CASES += [(name, value) for name in _VALID for value in (None, True, 1, 1.5, "s", [], {})]
+
+
+@pytest.mark.parametrize(("name", "value"), _EDGE_CASES)
+def test_fast_decoder_agrees_with_the_validator_at_every_limit(name, value):
+    """msgspec checks valid messages in C; parse_event gives the reasons. They must agree."""
+    _assert_both_decoders_agree({**_VALID, name: value})
+    _assert_both_decoders_agree([_VALID, {**_VALID, name: value}])
+
+
+@settings(max_examples=400, deadline=None)
+@given(_messages)
+def test_fast_decoder_agrees_with_the_validator_on_any_message(doc):
+    _assert_both_decoders_agree(doc)
+
+
+def test_fast_decoder_devices_are_the_contract_devices():
+    from typing import get_args
+
+    from app.core.events import DEVICES, ClickEvent
+
+    device_type = ClickEvent.__annotations__["device"]
+    assert "Literal" in str(device_type) and all(d in str(device_type) for d in DEVICES)
