@@ -71,6 +71,7 @@ class _Pending:
     state: UserState
     event: ClickEvent  # the last event applied before the decision: its time is the change's
     until: ClickEvent  # the user's last event in the message, applied or not
+    folded: int  # events folded into the user's state so far (ok, late or duplicate)
     eligible: bool
     snapshot: dict[str, Any] | None = None  # features as of this event, when already taken
 
@@ -187,7 +188,7 @@ class Engine:
                 # snapshot now rather than rebuild it after the batch.
                 entering.add(user_id)
                 snapshot = user.snapshot(cause.ts, features_cfg)
-            pending.append(_Pending(user_id, state, cause, event, eligible, snapshot))
+            pending.append(_Pending(user_id, state, cause, event, _folded(user), eligible, snapshot))
             rows.append(vector)
         self.watermark.observe(newest)
         if pending:
@@ -213,18 +214,15 @@ class Engine:
         # rows x segments: each event's distance to every centroid, decided in order
         decide = self.segmenter.decide
         emitted = format_ts(emitted_at)  # the same for every change of the batch
-        last_event: dict[str, ClickEvent] | None = None
         by_user: dict[str, list[ClickEvent]] | None = None
         for item, row in zip(pending, distances, strict=True):
             member = item.state.membership
             previous = member.segment
             if decide(member, row, ts=item.event.ts, eligible=item.eligible) is None:
                 continue
-            if last_event is None:
-                last_event = {event.user_id: event for event in events}
             if item.snapshot is not None:
                 snapshot = item.snapshot
-            elif item.until is last_event[item.user_id]:
+            elif _folded(item.state.features) == item.folded:  # nothing of the user came after
                 snapshot = item.state.features.snapshot(item.event.ts, self.config.features)
             else:  # the user had more events in this batch: rebuild the state as of this one
                 if by_user is None:
@@ -277,6 +275,10 @@ class Engine:
             "distance": round(float(distances[index]), 4),
             "features": snapshot,
         }
+
+
+def _folded(user: UserFeatures) -> int:
+    return user.events + user.late + user.duplicates
 
 
 def _last_in_message(events: Sequence[ClickEvent], messages: Sequence[Hashable] | None) -> list[bool] | None:

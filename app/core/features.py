@@ -132,7 +132,7 @@ class UserFeatures:
         key = event.event_id or f"{event.type}|{ts!r}|{event.page}|{event.value}"
         digest = zlib.crc32(key.encode())
         recent = self.recent_ids  # flat: digest, ts, digest, ts, ... oldest first
-        if digest in recent[::2]:  # a C-level scan; the horizon check below is rare
+        if digest in recent:  # a C-level scan (a time can match too); the exact check below is rare
             horizon = self.last_ts - cfg.dedup_horizon_s
             for i in range(0, len(recent), 2):
                 if recent[i] == digest and recent[i + 1] >= horizon:
