@@ -34,6 +34,7 @@ class ReplayStats:
     dead_letters: int = 0
     changes: int = 0
     drifts: int = 0
+    triggers: int = 0
     seconds: float = 0.0
 
     @property
@@ -62,6 +63,7 @@ def replay(
         stats.dead_letters += len(result.rejects)
         stats.changes += len(result.changes)
         stats.drifts += len(result.drifts)
+        stats.triggers += len(result.triggers)
         on_batch(result, lines)
         lines.clear()
         raws.clear()
@@ -73,8 +75,8 @@ def replay(
             flush()
     if raws:
         flush()
-    # End of input: the stream is complete up to its last event time.
-    pipeline.engine.watermark.advance_to(pipeline.engine.watermark.max_ts)
+    # End of input: the stream is complete up to its last event time; deadlines due by then fire.
+    on_batch(pipeline.finish(now=clock()), [])
     stats.seconds = time.perf_counter() - started
     return stats
 
@@ -111,8 +113,8 @@ def summary(stats: ReplayStats, pipeline: EmbeddedPipeline, out: Path | None) ->
         f"{stats.events:,} events in {stats.messages:,} messages, {stats.seconds:.1f} s ({rate:,.0f} events/s)",
         f"  valid {stats.outcomes['ok']:,} · late {stats.outcomes['late']:,} · "
         f"duplicate {stats.outcomes['duplicate']:,} · dead letters {stats.dead_letters:,}",
-        f"  users {len(pipeline.states):,} · segment changes {stats.changes:,} · drift events {stats.drifts} · "
-        f"model v{model.version if model else 0}",
+        f"  users {len(pipeline.states):,} · segment changes {stats.changes:,} · triggers {stats.triggers:,} · "
+        f"drift events {stats.drifts} · model v{model.version if model else 0}",
     ]
     if out is not None:
         parts.append(f"  output: {out}/")

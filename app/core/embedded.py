@@ -29,6 +29,7 @@ from app.core.state import UserState
 @dataclass
 class FeedResult:
     changes: list[dict[str, Any]] = field(default_factory=list)
+    triggers: list[dict[str, Any]] = field(default_factory=list)
     drifts: list[DriftEvent] = field(default_factory=list)
     models: list[ModelSnapshot] = field(default_factory=list)
     rejects: list[Reject] = field(default_factory=list)
@@ -68,12 +69,14 @@ class EmbeddedPipeline:
 
     def _run(self, events: list[ClickEvent], message_of: list[int], out: FeedResult, now: float) -> None:
         result = self.engine.process(events, self.states.get, emitted_at=now, messages=message_of)
-        self.states.update(result.touched)
-        out.changes.extend(result.changes)
-        out.outcomes.update(result.outcomes)
+        self._collect(result, out)
         if self.learner is None:
             return
         for sample in result.samples:
+            if sample.rfm is not None:
+                self.learner.learn_rfm(*sample.rfm)
+            if sample.vector is None:
+                continue
             for item in self.learner.learn(sample.vector, sample.ts):
                 if isinstance(item, DriftEvent):
                     out.drifts.append(item)
@@ -81,6 +84,18 @@ class EmbeddedPipeline:
                     out.models.append(item)
         if out.models:
             self.engine.use_model(out.models[-1])
+
+    def finish(self, *, now: float) -> FeedResult:
+        """End of input: fire the deadlines due by the last event time."""
+        out = FeedResult()
+        self._collect(self.engine.finish(self.states.get, emitted_at=now), out)
+        return out
+
+    def _collect(self, result, out: FeedResult) -> None:
+        self.states.update(result.touched)
+        out.changes.extend(result.changes)
+        out.triggers.extend(result.triggers)
+        out.outcomes.update(result.outcomes)
 
     def profiles(self) -> Iterable[dict[str, Any]]:
         """Every user's profile as of the stream's last event time."""
@@ -93,5 +108,6 @@ class EmbeddedPipeline:
                 "segment": segment,
                 "segment_name": model.name_of(segment) if model else segment,
                 "model_version": state.membership.model_version,
+                "rules": list(state.signals.rules),
                 "features": state.features.snapshot(as_of, self.config.features),
             }

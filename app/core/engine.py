@@ -21,16 +21,22 @@ inside their minimum dwell cannot move, so their distances are not computed.
 
 from __future__ import annotations
 
+import math
 import zlib
 from collections import Counter
 from collections.abc import Callable, Hashable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from itertools import compress
 from typing import Any
 
+import numpy as np
+
+from app.core.deadlines import DeadlineIndex
 from app.core.events import ClickEvent, format_ts
 from app.core.features import OK, FeatureConfig, UserFeatures
 from app.core.learner import LearnerConfig
 from app.core.model import NEW_SEGMENT, ModelSnapshot
+from app.core.rulebook import Rulebook, RulesConfig
 from app.core.segmenter import Segmenter, SegmenterConfig, vector_reader
 from app.core.state import UserState
 from app.core.watermark import Watermark
@@ -45,27 +51,37 @@ class EngineConfig:
     features: FeatureConfig = field(default_factory=FeatureConfig)
     segmenter: SegmenterConfig = field(default_factory=SegmenterConfig)
     learner: LearnerConfig = field(default_factory=LearnerConfig)
+    rules: RulesConfig = field(default_factory=RulesConfig)
+
+    def __post_init__(self) -> None:
+        # Rules are parsed here, at start-up; the windows they count over join the features.
+        book = Rulebook(self.rules, self.features)
+        counted = tuple(sorted(set(self.features.counted) | set(book.counted)))
+        if counted != self.features.counted:
+            object.__setattr__(self, "features", replace(self.features, counted=counted))
 
 
 @dataclass(slots=True)
 class Sample:
-    """A user's raw feature vector after one event, for the learner."""
+    """What the learner sees of one decision: the raw feature vector and/or RFM measures."""
 
-    vector: list[float]
+    vector: list[float] | None
     ts: float
+    rfm: tuple[float, float, float] | None = None  # recency_days, frequency, monetary of a buyer
 
 
 @dataclass(slots=True)
 class BatchResult:
     touched: dict[str, UserState] = field(default_factory=dict)  # write each back once
     changes: list[dict[str, Any]] = field(default_factory=list)  # segment-change events
+    triggers: list[dict[str, Any]] = field(default_factory=list)  # trigger events
     samples: list[Sample] = field(default_factory=list)
     outcomes: Counter = field(default_factory=Counter)  # ok / late / duplicate
 
 
 @dataclass(slots=True)
 class _Pending:
-    """A decision that may change a user's segment, with the user's vector at that point."""
+    """A decision point: a user's last event in a message, and what is known there."""
 
     user_id: str
     state: UserState
@@ -73,6 +89,7 @@ class _Pending:
     until: ClickEvent  # the user's last event in the message, applied or not
     folded: int  # events folded into the user's state so far (ok, late or duplicate)
     eligible: bool
+    scored: int | None = None  # its row of distances, when the cluster model scores it
     snapshot: dict[str, Any] | None = None  # features as of this event, when already taken
 
 
@@ -85,6 +102,16 @@ class Engine:
         self.watermark = Watermark(config.features.allowed_lateness_s)
         self._sample_cut = int(config.segmenter.sample_rate * _SAMPLE_BUCKETS)
         self._vector = vector_reader(config.segmenter.features)
+        self.rulebook = Rulebook(config.rules, config.features)
+        triggers = config.rules.triggers
+        self._cancellers = tuple((c.name, c.unless) for c in self.rulebook.conditions if c.unless)
+        # Event types the triggers' per-event logic looks at; others skip it.
+        self._signal_types = frozenset(
+            (["add_to_cart", "purchase", "remove_from_cart"] if triggers.cart_abandon_s > 0 else [])
+            + (["purchase"] if triggers.win_back_days > 0 else [])
+            + [unless for _, unless in self._cancellers]
+        )
+        self.deadlines = DeadlineIndex()
 
     @property
     def model(self) -> ModelSnapshot | None:
@@ -134,14 +161,20 @@ class Engine:
         entering: set[str] = set()
         features_cfg = self.config.features
         seg_cfg = self.config.segmenter
+        triggers_cfg = self.config.rules.triggers
         segmenter = self.segmenter
         model = self.model
+        edges = model.rfm_edges if model is not None else None
+        rulebook = None if self.rulebook.empty else self.rulebook
+        signal_types, cancellers = self._signal_types, self._cancellers
         read_vector = self._vector
         last_in_message = _last_in_message(events, messages)
         changed: dict[str, ClickEvent] = {}  # user -> last event applied since their last decision
-        newest = self.watermark.max_ts
-        pending: list[_Pending] = []
-        rows: list[list[float]] = []
+        progress: dict[int, float] = {}  # partition -> newest event time in this batch
+        signalled: set[str] = set()  # users whose trigger deadlines may have moved
+        points: list[_Pending] = []  # every decision point, in input order
+        rule_rows: list[tuple] = []  # what the rules read at each point
+        rows: list[list[float]] = []  # feature vectors of the points the cluster model scores
         for index, event in enumerate(events):
             user_id = event.user_id
             state = touched.get(user_id)
@@ -151,6 +184,7 @@ class Engine:
                 applied_before[user_id] = state.applied
                 if user_id in repeated:
                     origins[user_id] = state.features.copy()
+            partition = 0
             if positions is not None:
                 position, before = positions[index], applied_before[user_id]
                 if before is not None and position[0] == before[0] and position[1] <= before[1]:
@@ -158,23 +192,34 @@ class Engine:
                     skipped.add(index)
                     continue
                 state.applied = position
+                partition = position[0]
             outcome = state.features.apply(event, features_cfg)
             result.outcomes[outcome] += 1
             if outcome == OK:
                 changed[user_id] = event
-                if event.ts > newest:
-                    newest = event.ts
+                if event.ts > progress.get(partition, -math.inf):
+                    progress[partition] = event.ts
+                if event.type in signal_types:
+                    state.signals.on_event(event, triggers_cfg, cancellers, state.features.last_purchase_ts)
+                    signalled.add(user_id)
             if last_in_message is not None and not last_in_message[index]:
                 continue
             cause = changed.pop(user_id, None)
             if cause is None:
                 continue  # nothing of this user's message was applied
+            # One decision point: the user as of their last event in this message.
             user = state.features
             member = state.membership
             eligible = user.events >= seg_cfg.min_events and user.sessions >= seg_cfg.min_sessions
+            point = _Pending(user_id, state, cause, event, _folded(user), eligible)
+            points.append(point)
+            if rulebook is not None:
+                rule_rows.append(rulebook.read(state, cause, edges))
+            if user.purchases and self._sampled(f"{user_id}:rfm:{user.events}"):
+                result.samples.append(Sample(None, cause.ts, _rfm_measures(user)))
             if not eligible and member.segment == NEW_SEGMENT:
                 continue
-            sampled = eligible and self._sampled(user_id, user.events)
+            sampled = eligible and self._sampled(f"{user_id}:{user.events}")
             if model is None or segmenter.settled(member, cause.ts):
                 if sampled:
                     result.samples.append(Sample(read_vector(user), cause.ts))
@@ -182,69 +227,125 @@ class Engine:
             vector = read_vector(user)
             if sampled:
                 result.samples.append(Sample(vector, cause.ts))
-            snapshot = None
             if eligible and member.segment == NEW_SEGMENT and user_id not in entering:
                 # A new user's first eligible decision always enters a segment: take the
                 # snapshot now rather than rebuild it after the batch.
                 entering.add(user_id)
-                snapshot = user.snapshot(cause.ts, features_cfg)
-            pending.append(_Pending(user_id, state, cause, event, _folded(user), eligible, snapshot))
+                point.snapshot = user.snapshot(cause.ts, features_cfg)
+            point.scored = len(rows)
             rows.append(vector)
-        self.watermark.observe(newest)
-        if pending:
-            applied = [event for i, event in enumerate(events) if i not in skipped] if skipped else events
-            self._decide(pending, rows, result, emitted_at, applied, origins, stored)
+        for partition, ts in progress.items():
+            self.watermark.observe(ts, partition)
+        applied = [event for i, event in enumerate(events) if i not in skipped] if skipped else events
+        snapshots = _Snapshots(self.config.features, applied, origins, stored)
+        emitted = format_ts(emitted_at)  # the same for every output of the batch
+        if rows or rule_rows:
+            # Score and evaluate the whole batch at once, then decide point by point, in order.
+            distances = self.segmenter.distances(rows) if rows else None  # rows x segments
+            truths = rulebook.evaluate(rule_rows) if rule_rows else None  # rule -> bool per point
+            self._conclude(points, distances, truths, result, snapshots, emitted, signalled)
+        for user_id in signalled:
+            self.deadlines.schedule(user_id, touched[user_id].signals.next_due(triggers_cfg))
+        self._fire_due(lookup, result, emitted)
         return result
 
-    def _sampled(self, user_id: str, events: int) -> bool:
-        # Hash-based, so replay and Kafka sample the same updates.
-        return zlib.crc32(f"{user_id}:{events}".encode()) % _SAMPLE_BUCKETS < self._sample_cut
+    def finish(
+        self, lookup: Callable[[str], UserState | None], *, emitted_at: float = 0.0
+    ) -> BatchResult:
+        """End of input: the stream is complete up to its latest event; fire what is due by then."""
+        self.watermark.advance_to(self.watermark.max_ts)
+        result = BatchResult()
+        self._fire_due(lookup, result, format_ts(emitted_at), inclusive=True)
+        return result
 
-    def _decide(
-        self,
-        pending: list[_Pending],
-        rows: list[list[float]],
-        result: BatchResult,
-        emitted_at: float,
-        events: Sequence[ClickEvent],
-        origins: dict[str, UserFeatures],
-        stored: Callable[[str], UserState | None] | None,
-    ) -> None:
-        distances = self.segmenter.distances(rows)
-        # rows x segments: each event's distance to every centroid, decided in order
-        decide = self.segmenter.decide
-        emitted = format_ts(emitted_at)  # the same for every change of the batch
-        by_user: dict[str, list[ClickEvent]] | None = None
-        for item, row in zip(pending, distances, strict=True):
-            member = item.state.membership
-            previous = member.segment
-            if decide(member, row, ts=item.event.ts, eligible=item.eligible) is None:
+    def fire_due(self, lookup: Callable[[str], UserState | None], *, emitted_at: float = 0.0) -> BatchResult:
+        """Fire deadlines the watermark has passed without new events (an idle advance)."""
+        result = BatchResult()
+        self._fire_due(lookup, result, format_ts(emitted_at))
+        return result
+
+    def _fire_due(self, lookup, result: BatchResult, emitted: str, *, inclusive: bool = False) -> None:
+        watermark = self.watermark.current
+        cfg = self.config.rules.triggers
+        for user_id in self.deadlines.pop_due(watermark, inclusive=inclusive):
+            state = result.touched.get(user_id) or lookup(user_id)
+            if state is None:
                 continue
-            if item.snapshot is not None:
-                snapshot = item.snapshot
-            elif _folded(item.state.features) == item.folded:  # nothing of the user came after
-                snapshot = item.state.features.snapshot(item.event.ts, self.config.features)
-            else:  # the user had more events in this batch: rebuild the state as of this one
-                if by_user is None:
-                    by_user = {}
-                    for event in events:
-                        by_user.setdefault(event.user_id, []).append(event)
-                if stored is None:
-                    origin = origins[item.user_id]
-                else:
-                    before = stored(item.user_id)
-                    origin = before.features if before is not None else UserFeatures()
-                features = self._features_at(item, by_user[item.user_id], origin)
-                snapshot = features.snapshot(item.event.ts, self.config.features)
-            result.changes.append(self._change(item, previous, row, snapshot, emitted))
+            fired = state.signals.fire(user_id, watermark, cfg, emitted, inclusive=inclusive)
+            if fired:
+                result.triggers.extend(fired)
+                result.touched[user_id] = state
+            self.deadlines.schedule(user_id, state.signals.next_due(cfg))
 
-    def _features_at(self, item: _Pending, own_events: list[ClickEvent], origin: UserFeatures) -> UserFeatures:
-        features = origin.copy()
-        for event in own_events:
-            features.apply(event, self.config.features)
-            if event is item.until:
-                break
-        return features
+    def _sampled(self, key: str) -> bool:
+        # Hash-based, so replay and Kafka sample the same updates.
+        return zlib.crc32(key.encode()) % _SAMPLE_BUCKETS < self._sample_cut
+
+    def _conclude(
+        self,
+        points: list[_Pending],
+        distances: np.ndarray | None,
+        truths: dict[str, np.ndarray] | None,
+        result: BatchResult,
+        snapshots: _Snapshots,
+        emitted: str,
+        signalled: set[str],
+    ) -> None:
+        """Cluster moves, rule entries and exits, and trigger edges, decision point by point."""
+        decide = self.segmenter.decide
+        book = self.rulebook
+        names = book.segment_names if truths is not None else ()
+        # rows x rule segments, as Python lists once
+        membership = np.column_stack([truths[name] for name in names]).tolist() if names else None
+        conditions = [(c, truths[f"trigger:{c.name}"].tolist()) for c in book.conditions] if truths else []
+        texts = self.config.rules.segments
+        changes = result.changes
+        for i, point in enumerate(points):
+            if point.scored is not None:
+                member = point.state.membership
+                previous = member.segment
+                row = distances[point.scored]
+                if decide(member, row, ts=point.event.ts, eligible=point.eligible) is not None:
+                    changes.append(self._change(point, previous, row, snapshots.at(point), emitted))
+            signals = point.state.signals
+            if membership is not None:
+                now_in = list(compress(names, membership[i]))
+                if now_in != signals.rules:
+                    entered, exited = signals.diff_rules(now_in)
+                    snapshot = snapshots.at(point)
+                    for name, change in [(n, "exited") for n in exited] + [(n, "entered") for n in entered]:
+                        changes.append(self._rule_change(point, name, change, texts[name], snapshot, emitted))
+            for condition, values in conditions:
+                true = values[i]
+                if not true and condition.name not in signals.armed:
+                    continue
+                details = {"rule": condition.rule}
+                if signals.on_condition(condition.name, true, point.event, condition.within_s, details):
+                    result.triggers.append(signals.trigger(point.user_id, condition.name, point.event.ts, emitted, details))
+                signalled.add(point.user_id)
+
+    def _rule_change(
+        self, item: _Pending, segment: str, change: str, rule: str, snapshot: dict[str, Any], emitted_at: str
+    ) -> dict[str, Any]:
+        member = item.state.membership
+        member.seq += 1  # one sequence per user for every kind of change: ids stay unique
+        model = self.model
+        return {
+            "schema": CHANGE_SCHEMA,
+            "event_id": f"{item.user_id}:{member.seq}",
+            "user_id": item.user_id,
+            "kind": "rule",
+            "change": change,
+            "ts": format_ts(item.event.ts),
+            "emitted_at": emitted_at,
+            "segment": segment,
+            "segment_name": segment,
+            "previous": None,
+            "model_version": model.version if model is not None else 0,
+            "reason": "rule",
+            "rule": rule,
+            "features": snapshot,
+        }
 
     def _change(
         self, item: _Pending, previous: str, distances: Any, snapshot: dict[str, Any], emitted_at: str
@@ -275,6 +376,43 @@ class Engine:
             "distance": round(float(distances[index]), 4),
             "features": snapshot,
         }
+
+
+class _Snapshots:
+    """Feature snapshots as of a decision point, rebuilding a user's state when needed."""
+
+    def __init__(self, cfg: FeatureConfig, events: Sequence[ClickEvent], origins, stored) -> None:
+        self.cfg, self.events, self.origins, self.stored = cfg, events, origins, stored
+        self._by_user: dict[str, list[ClickEvent]] | None = None
+
+    def at(self, item: _Pending) -> dict[str, Any]:
+        if item.snapshot is not None:
+            return item.snapshot
+        if _folded(item.state.features) == item.folded:  # nothing of the user came after
+            item.snapshot = item.state.features.snapshot(item.event.ts, self.cfg)
+            return item.snapshot
+        # The user had more events in this batch: rebuild the state as of this point.
+        if self._by_user is None:
+            self._by_user = {}
+            for event in self.events:
+                self._by_user.setdefault(event.user_id, []).append(event)
+        if self.stored is None:
+            origin = self.origins[item.user_id]
+        else:
+            before = self.stored(item.user_id)
+            origin = before.features if before is not None else UserFeatures()
+        features = origin.copy()
+        for event in self._by_user[item.user_id]:
+            features.apply(event, self.cfg)
+            if event is item.until:
+                break
+        item.snapshot = features.snapshot(item.event.ts, self.cfg)
+        return item.snapshot
+
+
+def _rfm_measures(user: UserFeatures) -> tuple[float, float, float]:
+    recency_days = max(0.0, user.last_ts - user.last_purchase_ts) / 86_400.0
+    return recency_days, float(user.purchases), user.monetary
 
 
 def _folded(user: UserFeatures) -> int:

@@ -54,12 +54,19 @@ class FeatureConfig:
     categorical_traits: dict[str, tuple[str, ...]] = field(
         default_factory=lambda: {"country": ("US", "GB", "DE", "FR", "ES", "IT", "NL")}
     )
+    # (event type, seconds): per-type windows that rules count over (``count(type, 30m)``).
+    counted: tuple[tuple[str, int], ...] = ()
 
     def __post_init__(self) -> None:
         # (name, span, width, bucket bound) tuples: the per-event loop unpacks these.
         object.__setattr__(
             self, "window_specs", tuple((n, s, w, s // w + 1) for n, (s, w) in self.windows.items())
         )
+        typed: dict[str, list] = {}
+        for event_type, seconds in sorted(set(self.counted)):
+            name, span, width = typed_window(event_type, seconds)
+            typed.setdefault(event_type, []).append((name, span, width, span // width + 1))
+        object.__setattr__(self, "typed_specs", {kind: tuple(specs) for kind, specs in typed.items()})
         if self.allowed_lateness_s >= self.session_gap_s:
             raise ValueError("allowed_lateness_s must be shorter than session_gap_s")
         for name, (span, width) in self.windows.items():
@@ -122,6 +129,9 @@ class UserFeatures:
         self._count_type(event)
         self._count_context(event)
         self._count_windows(ts, cfg.window_specs)
+        typed = cfg.typed_specs.get(event.type)
+        if typed is not None:
+            self._count_windows(ts, typed)
         if event.traits and event.type == "identify":
             self._merge_traits(event.traits, cfg.max_traits)
         return OK
@@ -230,6 +240,11 @@ class UserFeatures:
         newest = int(now // width)
         return sum(count for index, count in buckets.items() if oldest <= index <= newest)
 
+    def count_events(self, event_type: str, seconds: int, now: float) -> int:
+        """Events of ``event_type`` in the ``seconds`` before ``now`` (a declared ``counted`` window)."""
+        name, span, width = typed_window(event_type, seconds)
+        return self.window_count(name, now, {name: (span, width)})
+
     def snapshot(self, now: float, cfg: FeatureConfig) -> dict[str, Any]:
         """Every feature as of event time ``now``, by its documented name."""
         sessions = self.sessions or 1
@@ -325,6 +340,15 @@ class UserFeatures:
         user.recent_ids = recent
         user.traits = traits
         return user
+
+
+def typed_window(event_type: str, seconds: int) -> tuple[str, int, int]:
+    """Name, span and bucket width of a per-type window: five buckets, or one if indivisible.
+
+    >>> typed_window("add_to_cart", 1800)
+    ('add_to_cart@1800', 1800, 360)
+    """
+    return f"{event_type}@{seconds}", seconds, seconds // 5 if seconds % 5 == 0 else seconds
 
 
 _CLOCKS = frozenset({"first_ts", "last_ts", "session_start", "session_end"})

@@ -43,6 +43,7 @@ from scipy.optimize import linear_sum_assignment
 from app.core.events import format_ts
 from app.core.fit_monitor import FitMonitor
 from app.core.model import ModelSnapshot, log_columns, name_centroids, standardize
+from app.core.rfm import RfmQuintiles
 
 
 @dataclass(frozen=True)
@@ -111,11 +112,16 @@ class Learner:
         self._monitor: FitMonitor | None = None  # set by the first fit
         self._detected: tuple[float, int, float, float] | None = None  # ts, samples, baseline, distance
         self._last_ts: float | None = None
+        self.rfm = RfmQuintiles()
         self.snapshot: ModelSnapshot | None = None
 
     @property
     def samples(self) -> int:
         return self._samples
+
+    def learn_rfm(self, recency_days: float, frequency: float, monetary: float) -> None:
+        """One buyer's RFM measures; the next published snapshot carries the new cut points."""
+        self.rfm.learn(recency_days=recency_days, frequency=frequency, monetary=monetary)
 
     def learn(self, vector: Sequence[float], ts: float) -> list[ModelSnapshot | DriftEvent]:
         """Learn one raw feature vector (config feature order, NaN = unobserved)."""
@@ -245,6 +251,7 @@ class Learner:
             names=tuple(name_centroids(self.features, centroids.tolist())),
             samples=self._samples,
             ts=ts,
+            rfm_edges=self.rfm.edges(),
         )
         return self.snapshot
 

@@ -61,6 +61,7 @@ class ModelSnapshot:
     names: tuple[str, ...]
     samples: int
     ts: float  # event time of the last sample it learned from
+    rfm_edges: dict[str, tuple[float, ...]] | None = None  # app/core/rfm.py; None until enough buyers
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -78,6 +79,7 @@ class ModelSnapshot:
             names=tuple(doc["names"]),
             samples=int(doc["samples"]),
             ts=float(doc["ts"]),
+            rfm_edges=None if doc.get("rfm_edges") is None else {k: tuple(v) for k, v in doc["rfm_edges"].items()},
         )
 
     def name_of(self, segment: str) -> str:

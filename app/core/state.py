@@ -15,41 +15,47 @@ from typing import Any
 
 from app.core.features import UserFeatures
 from app.core.segmenter import Membership
+from app.core.signals import Signals
 
-STATE_SCHEMA = 2  # 2: window buckets as [index, count] pairs; schema 1 records still read
+# 2: window buckets as [index, count] pairs. 3: rule and trigger signals. Older records still read.
+STATE_SCHEMA = 3
 
 
 class UserState:
-    """Features, membership, and the source position of the last message applied.
+    """Features, membership, rule and trigger signals, and the last message applied.
 
     ``applied`` is ``(partition, offset)`` of the newest input message folded in.
     A message redelivered after a crash (at-least-once) has an offset at or below
     it and is skipped whole, however many events it carries.
     """
 
-    __slots__ = ("features", "membership", "applied")
+    __slots__ = ("features", "membership", "applied", "signals")
 
     def __init__(
         self,
         features: UserFeatures | None = None,
         membership: Membership | None = None,
         applied: tuple[int, int] | None = None,
+        signals: Signals | None = None,
     ) -> None:
         self.features = features or UserFeatures()
         self.membership = membership or Membership()
         self.applied = applied
+        self.signals = signals or Signals()
 
     def to_record(self) -> list[Any]:
         applied = None if self.applied is None else list(self.applied)
-        return [STATE_SCHEMA, self.features.to_record(), self.membership.to_record(), applied]
+        return [STATE_SCHEMA, self.features.to_record(), self.membership.to_record(), applied,
+                self.signals.to_record()]  # fmt: skip
 
     @classmethod
     def from_record(cls, record: list[Any]) -> UserState:
-        schema, features, membership, applied = record
-        if schema not in (1, STATE_SCHEMA):
-            raise ValueError(f"user state schema {schema} is not {STATE_SCHEMA}; migrate the table first")
+        schema, features, membership, applied, *rest = record
+        if schema not in (1, 2, STATE_SCHEMA):
+            raise ValueError(f"user state schema {schema} is newer than {STATE_SCHEMA}; upgrade segstream")
         return cls(
             UserFeatures.from_record(features),
             Membership.from_record(membership),
             None if applied is None else (applied[0], applied[1]),
+            Signals.from_record(rest[0] if rest else None),
         )

@@ -1,42 +1,72 @@
-"""Event-time watermark with allowed lateness.
+"""Event-time watermark with allowed lateness, tracked per input partition.
 
-The watermark is the event time below which the stream considers itself complete:
-the largest event time seen minus the allowed lateness. An event older than the
-watermark is *late*: it is counted, and it changes no window.
+The watermark is the event time below which the stream considers itself complete.
+Each partition's progress is the largest event time it has delivered; the stream
+is only as far as its slowest partition, so the watermark is the smallest of
+those, less the allowed lateness. A worker reading four partitions unevenly
+then fires a deadline no earlier than a single ordered file (``replay``) would.
+A partition the worker declares idle stops holding the watermark back.
 
 >>> wm = Watermark(allowed_lateness_s=600)
->>> wm.observe(1_000.0)
+>>> wm.observe(1_000.0, partition=0)
 >>> wm.current
 400.0
->>> wm.is_late(500.0), wm.is_late(399.0)
-(False, True)
+>>> wm.observe(5_000.0, partition=1)
+>>> wm.current, wm.max_ts
+(400.0, 5000.0)
+>>> wm.set_idle({0})
+>>> wm.current
+4400.0
+>>> wm.is_late(4_000.0)
+True
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 
 
 class Watermark:
-    """Largest event time seen, less ``allowed_lateness_s``; it never moves back."""
+    """Per-partition largest event time; the smallest of them, less ``allowed_lateness_s``."""
 
-    __slots__ = ("allowed_lateness_s", "max_ts")
+    __slots__ = ("allowed_lateness_s", "_progress", "_idle", "_complete")
 
-    def __init__(self, allowed_lateness_s: float, max_ts: float = -math.inf) -> None:
+    def __init__(self, allowed_lateness_s: float) -> None:
         self.allowed_lateness_s = allowed_lateness_s
-        self.max_ts = max_ts
+        self._progress: dict[int, float] = {}
+        self._idle: set[int] = set()
+        self._complete = -math.inf  # declared complete up to here (end of input, idle stream)
+
+    @property
+    def max_ts(self) -> float:
+        """The largest event time seen on any partition."""
+        return max(self._progress.values(), default=-math.inf)
 
     @property
     def current(self) -> float:
-        return self.max_ts - self.allowed_lateness_s
+        active = [ts for partition, ts in self._progress.items() if partition not in self._idle]
+        slowest = min(active) if active else self.max_ts
+        return max(slowest - self.allowed_lateness_s, self._complete)
 
     def is_late(self, ts: float) -> bool:
-        return ts < self.max_ts - self.allowed_lateness_s
+        return ts < self.current
 
-    def observe(self, ts: float) -> None:
-        if ts > self.max_ts:
-            self.max_ts = ts
+    def observe(self, ts: float, partition: int = 0) -> None:
+        if ts > self._progress.get(partition, -math.inf):
+            self._progress[partition] = ts
+        self._idle.discard(partition)
+
+    def set_idle(self, partitions: Iterable[int]) -> None:
+        """Partitions that have delivered nothing for a while; they stop holding the watermark."""
+        self._idle = set(partitions) & set(self._progress)
+
+    def forget(self, partitions: Iterable[int]) -> None:
+        """Partitions this worker no longer reads (a rebalance moved them)."""
+        for partition in partitions:
+            self._progress.pop(partition, None)
+            self._idle.discard(partition)
 
     def advance_to(self, ts: float) -> None:
-        """Declare the stream complete up to ``ts`` (end of a replay, idle advance)."""
-        self.observe(ts + self.allowed_lateness_s)
+        """Declare the stream complete up to ``ts`` (end of a replay, an idle stream)."""
+        self._complete = max(self._complete, ts)

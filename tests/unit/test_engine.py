@@ -89,19 +89,27 @@ def test_change_events_follow_the_contract(messages, trained_model):
     for change in changes:
         per_user.setdefault(change["user_id"], []).append(change)
     for user, own in per_user.items():
+        # One id sequence per user across cluster and rule changes.
         assert [c["event_id"] for c in own] == [f"{user}:{n}" for n in range(1, len(own) + 1)]
-        assert own[0]["previous"] == "new" and own[0]["change"] == "entered"
-        for before, after in zip(own, own[1:]):
+        cluster = [c for c in own if c["kind"] == "cluster"]
+        if cluster:
+            assert cluster[0]["previous"] == "new" and cluster[0]["change"] == "entered"
+        for before, after in zip(cluster, cluster[1:]):
             assert after["previous"] == before["segment"] != after["segment"]
             assert after["change"] == "moved"
+        for segment in {c["segment"] for c in own if c["kind"] == "rule"}:
+            moves = [c["change"] for c in own if c["kind"] == "rule" and c["segment"] == segment]
+            assert moves == ["entered", "exited"] * (len(moves) // 2) + ["entered"] * (len(moves) % 2)
     required = {"event_id", "user_id", "kind", "change", "ts", "emitted_at", "segment", "segment_name",
                 "previous", "model_version", "reason", "features"}  # fmt: skip
-    assert all(required <= change.keys() and change["kind"] == "cluster" for change in changes)
+    assert all(required <= change.keys() for change in changes)
+    assert {change["kind"] for change in changes} == {"cluster", "rule"}
 
 
 def test_only_membership_changes_are_published(messages, trained_model):
     changes = run(messages, trained_model, batch=1_000)
-    assert len(changes) < SCENARIO.users * 3  # a handful per user, not one per event
+    cluster = [c for c in changes if c["kind"] == "cluster"]
+    assert len(cluster) < SCENARIO.users * 3  # a handful per user, not one per event
 
 
 def test_embedded_pipeline_counts_every_outcome():

@@ -43,9 +43,17 @@ def test_replay_writes_every_output_file(clicks_file, tmp_path, capsys):
     assert {"recency_days", "frequency", "monetary", "activity_24h"} <= some["features"].keys()
 
     changes = read_jsonl(tmp_path / "segment_changes.jsonl")
-    assert changes and all(c["kind"] == "cluster" for c in changes)
-    final = {c["user_id"]: c["segment"] for c in changes}
+    assert {c["kind"] for c in changes} == {"cluster", "rule"}
+    final = {c["user_id"]: c["segment"] for c in changes if c["kind"] == "cluster"}
     assert all(profiles[user]["segment"] == segment for user, segment in final.items())
+    in_rules: dict[str, set] = {}
+    for c in changes:
+        if c["kind"] == "rule":
+            (in_rules.setdefault(c["user_id"], set()).add if c["change"] == "entered" else
+             in_rules.setdefault(c["user_id"], set()).discard)(c["segment"])  # fmt: skip
+    assert all(set(profiles[user]["rules"]) == rules for user, rules in in_rules.items())
+    triggers = read_jsonl(tmp_path / "triggers.jsonl")
+    assert {t["trigger"] for t in triggers} == {"cart_abandon", "hot_lead"}  # 7 days: too short for win_back
     model = orjson.loads((tmp_path / "model.json").read_bytes())
     assert model["version"] >= 1 and len(model["segment_ids"]) == 5
 

@@ -1,0 +1,277 @@
+"""Rule segments and trigger conditions: configured, compiled once, evaluated per batch.
+
+The rulebook reads, at each decision point (a user's last event in a message),
+one row of the values its rules name, and evaluates every rule over all rows of
+a batch at once with numpy (:mod:`app.core.rules`).
+
+Names a rule can read:
+
+- every feature of the spine by its documented name (``monetary``,
+  ``recency_days``, ``activity_1h``, ``trait_age``, ...);
+- ``r_score``, ``f_score``, ``m_score``: RFM scores 1 to 5 (:mod:`app.core.rfm`);
+- ``trait.<name>``: a trait as sent (a number if listed in
+  ``features.numeric_traits``, else text);
+- ``device`` and ``event``: the device and type of the user's latest event;
+- ``local_hour`` (0 to 23) and ``weekday`` (``mon`` ... ``sun``) of that event, in
+  the user's time zone (trait ``timezone``, an IANA name) or ``default_timezone``;
+- ``count(<event type>, <duration>)``: events of that type in the window; the
+  user state keeps one bucketed counter per window the rules name.
+
+>>> from app.core.events import ClickEvent
+>>> from app.core.state import UserState
+>>> book = Rulebook(RulesConfig(segments={"mobile_buyer": "device == 'mobile' and purchases >= 1"}),
+...                 FeatureConfig())
+>>> state = UserState()
+>>> event = ClickEvent("u1", "purchase", 1_767_225_600.0, value=5.0, device="mobile")
+>>> state.features.apply(event, FeatureConfig())
+'ok'
+>>> rows = [book.read(state, event, None)]
+>>> book.evaluate(rows)["mobile_buyer"].tolist()
+[True]
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from functools import lru_cache
+from typing import Any, Callable
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import numpy as np
+
+from app.core.events import ClickEvent
+from app.core.features import FeatureConfig, UserFeatures
+from app.core.rfm import Edges, rfm_scores
+from app.core.rules import NUMBER, TEXT, Node, RuleError, compile_rule, counts_in, names_in, parse
+from app.core.state import UserState
+
+_DAY = 86_400.0
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+# The classic RFM segments, on by default (users can replace or drop them).
+RFM_SEGMENTS: dict[str, str] = {
+    "champions": "r_score >= 4 and f_score >= 4 and m_score >= 4",
+    "loyal": "f_score >= 4 and r_score >= 3 and not (r_score >= 4 and m_score >= 4)",
+    "at_risk": "r_score <= 2 and f_score >= 3",
+    "hibernating": "r_score <= 2 and f_score <= 2",
+    "new_customers": "r_score >= 4 and f_score == 1",
+}
+
+
+@dataclass(frozen=True)
+class CustomTrigger:
+    """A trigger declared in the config: ``when`` becomes true, optionally not followed by ``unless``.
+
+    Without ``unless`` it fires when ``when`` becomes true. With it, it fires once
+    ``within_s`` of event time pass after that with no ``unless`` event.
+    """
+
+    name: str
+    when: str
+    unless: str | None = None  # an event type
+    within_s: float = 0.0
+
+    def __post_init__(self) -> None:
+        if (self.unless is None) != (self.within_s <= 0):
+            raise ValueError(f"trigger {self.name!r}: 'unless' and 'within' go together")
+
+
+@dataclass(frozen=True)
+class TriggerConfig:
+    """The built-in triggers (0 turns one off) and the custom ones."""
+
+    cart_abandon_s: float = 1_800.0  # fires this long after the latest add_to_cart without a purchase
+    cart_max_items: int = 20
+    hot_lead_views: int = 5  # product views ...
+    hot_lead_window_s: int = 300  # ... within this window
+    win_back_days: float = 60.0  # fires when recency_days crosses this
+    custom: tuple[CustomTrigger, ...] = ()
+
+
+@dataclass(frozen=True)
+class RulesConfig:
+    """Rule segments by name, triggers, and the default time zone for local time."""
+
+    segments: Mapping[str, str] = field(default_factory=lambda: dict(RFM_SEGMENTS))
+    triggers: TriggerConfig = field(default_factory=TriggerConfig)
+    default_timezone: str = "UTC"
+
+
+@dataclass(frozen=True)
+class EdgeCondition:
+    """A trigger condition evaluated with the rules: fires on its rising edge."""
+
+    name: str
+    rule: str
+    unless: str | None = None
+    within_s: float = 0.0
+
+
+class Rulebook:
+    """Compiled rule segments and trigger conditions, with the reader of their inputs."""
+
+    def __init__(self, config: RulesConfig, features: FeatureConfig) -> None:
+        self.config = config
+        self.features = features
+        self.conditions = self._conditions(config.triggers)
+        parsed: dict[str, tuple[Node, str]] = {}
+        for name, text in config.segments.items():
+            parsed[f"segment:{name}"] = (parse(text, name=name), text)
+        for condition in self.conditions:
+            parsed[f"trigger:{condition.name}"] = (parse(condition.rule, name=condition.name), condition.rule)
+        used = set().union(*(names_in(node) for node, _ in parsed.values())) if parsed else set()
+        self.counted = tuple(sorted(set().union(*(counts_in(node) for node, _ in parsed.values())) if parsed else ()))
+        types = {name: _type_of(name, features, self.counted) for name in sorted(used)}
+        self.columns = tuple(types)
+        self._evaluators = {
+            key: compile_rule(node, types, name=key.split(":", 1)[1], text=text) for key, (node, text) in parsed.items()
+        }
+        self._readers = [_reader(name, features, config.default_timezone) for name in self.columns]
+        self._dtypes = [float if types[name] == NUMBER else object for name in self.columns]
+        self.segment_names = tuple(config.segments)
+
+    @staticmethod
+    def _conditions(triggers: TriggerConfig) -> tuple[EdgeCondition, ...]:
+        conditions = []
+        if triggers.hot_lead_views > 0:
+            window = f"{int(triggers.hot_lead_window_s)}s"
+            conditions.append(EdgeCondition("hot_lead", f"count(product_view, {window}) >= {triggers.hot_lead_views}"))
+        for custom in triggers.custom:
+            if custom.name in ("cart_abandon", "hot_lead", "win_back"):
+                raise RuleError(f"trigger name {custom.name!r} is built in", name=custom.name)
+            conditions.append(EdgeCondition(custom.name, custom.when, custom.unless, custom.within_s))
+        return tuple(conditions)
+
+    @property
+    def empty(self) -> bool:
+        return not self._evaluators
+
+    def read(self, state: UserState, event: ClickEvent, edges: Edges | None) -> tuple:
+        """One row: the value of every column for ``state`` as of ``event``."""
+        return tuple(read(state, event, edges) for read in self._readers)
+
+    def evaluate(self, rows: Sequence[tuple]) -> dict[str, np.ndarray]:
+        """Each rule segment and trigger condition over ``rows``: name -> bool per row."""
+        columns = {
+            name: np.array([row[i] for row in rows], dtype=dtype)
+            for i, (name, dtype) in enumerate(zip(self.columns, self._dtypes, strict=True))
+        }
+        if not columns:  # rules that read nothing (constants): one row each still
+            columns = {"": np.zeros(len(rows))}
+        out = {}
+        for key, evaluate in self._evaluators.items():
+            out[key.split(":", 1)[1] if key.startswith("segment:") else key] = evaluate(columns)
+        return out
+
+
+# -- names -> types and readers ---------------------------------------------------
+
+Reader = Callable[[UserState, ClickEvent, "Edges | None"], Any]
+
+_FEATURE_READERS: dict[str, Callable[[UserFeatures, float], Any]] = {
+    "events": lambda u, now: u.events,
+    "sessions": lambda u, now: u.sessions,
+    "mean_session_s": lambda u, now: u.mean_session_s(),
+    "product_views": lambda u, now: u.product_views,
+    "cart_adds": lambda u, now: u.cart_adds,
+    "purchases": lambda u, now: u.purchases,
+    "cart_adds_without_purchase": lambda u, now: u.cart_abandoned + u.cart_open,
+    "recency_days": lambda u, now: None if u.last_purchase_ts is None else max(0.0, now - u.last_purchase_ts) / _DAY,
+    "frequency": lambda u, now: u.purchases,
+    "monetary": lambda u, now: u.monetary,
+    "avg_order_value": lambda u, now: u.avg_order_value(),
+    "conversion": lambda u, now: u.purchases / (u.sessions or 1),
+    "cart_abandon_rate": lambda u, now: u.cart_abandon_rate(),
+    "views_per_session": lambda u, now: u.product_views / (u.sessions or 1),
+    "search_share": lambda u, now: u.search_share(),
+    "mobile_share": lambda u, now: None if not u.device_events else u.mobile_share(),
+    "mean_scroll_depth": lambda u, now: None if not u.scroll_n else u.scroll_sum / u.scroll_n,
+    "mean_dwell_s": lambda u, now: None if not u.dwell_n else u.dwell_sum / u.dwell_n / 1000.0,
+    "late_events": lambda u, now: u.late,
+    "duplicate_events": lambda u, now: u.duplicates,
+}
+_TEXT_NAMES = frozenset({"device", "event", "weekday"})
+_NUMBER_NAMES = frozenset({"local_hour", "r_score", "f_score", "m_score"})
+
+
+def known_names(features: FeatureConfig) -> list[str]:
+    """Every plain name a rule can read (besides ``trait.<name>`` and ``count(...)``)."""
+    return sorted(
+        {*_FEATURE_READERS, *_TEXT_NAMES, *_NUMBER_NAMES}
+        | {f"activity_{name}" for name in features.windows}
+        | {f"trait_{name}" for name in features.numeric_traits}
+    )
+
+
+def _type_of(name: str, features: FeatureConfig, counted: Sequence[tuple[str, int]]) -> str:
+    if name.startswith("count("):
+        return NUMBER
+    if name.startswith("trait."):
+        return NUMBER if name[6:] in features.numeric_traits else TEXT
+    if name in _TEXT_NAMES:
+        return TEXT
+    if name in known_names(features):
+        return NUMBER
+    raise RuleError(f"unknown name {name!r}; known names: {', '.join(known_names(features))}, trait.<name>, count(...)")
+
+
+def _reader(name: str, features: FeatureConfig, default_tz: str) -> Reader:
+    if name.startswith("count("):
+        event_type, seconds = name[6:-1].rsplit(",", 1)
+        secs = int(seconds)
+        return lambda s, e, edges: float(s.features.count_events(event_type, secs, s.features.last_ts))
+    if name.startswith("trait."):
+        trait = name[6:]
+        if trait in features.numeric_traits:
+            return lambda s, e, edges: _number(s.features.traits.get(trait))
+        return lambda s, e, edges: _text(s.features.traits.get(trait))
+    if name.startswith("activity_"):
+        window = name[len("activity_"):]
+        return lambda s, e, edges: float(s.features.window_count(window, s.features.last_ts, features.windows))
+    if name.startswith("trait_"):
+        trait = name[6:]
+        return lambda s, e, edges: _number(s.features.traits.get(trait))
+    if name in _FEATURE_READERS:
+        read = _FEATURE_READERS[name]
+        return lambda s, e, edges: _number(read(s.features, s.features.last_ts))
+    if name in ("r_score", "f_score", "m_score"):
+        index = ("r_score", "f_score", "m_score").index(name)
+        return lambda s, e, edges: _number(_scores(s.features, edges)[index])
+    if name == "device":
+        return lambda s, e, edges: e.device
+    if name == "event":
+        return lambda s, e, edges: e.type
+    if name == "local_hour":
+        return lambda s, e, edges: float(_local_time(e.ts, s.features.traits.get("timezone"), default_tz).hour)
+    if name == "weekday":
+        return lambda s, e, edges: WEEKDAYS[_local_time(e.ts, s.features.traits.get("timezone"), default_tz).weekday()]
+    raise RuleError(f"unknown name {name!r}")
+
+
+def _scores(user: UserFeatures, edges: Edges | None) -> tuple:
+    recency = _FEATURE_READERS["recency_days"](user, user.last_ts)
+    return rfm_scores(edges, recency_days=recency, frequency=float(user.purchases), monetary=user.monetary)
+
+
+def _number(value: Any) -> float:
+    return float(value) if type(value) in (int, float) and math.isfinite(value) else math.nan
+
+
+def _text(value: Any) -> str | None:
+    return value if type(value) is str else None
+
+
+def _local_time(ts: float, tz_name: Any, default: str) -> datetime:
+    return datetime.fromtimestamp(ts, _zone(tz_name if isinstance(tz_name, str) else default, default))
+
+
+@lru_cache(maxsize=1024)
+def _zone(name: str, default: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return ZoneInfo(default)
+
