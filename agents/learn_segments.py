@@ -1,4 +1,4 @@
-"""``learn_segments``: sampled feature vectors in; model snapshots and drift events out."""
+"""``learn_segments``: sampled feature vectors and RFM measures in; model snapshots and drift events out."""
 
 from __future__ import annotations
 
@@ -44,7 +44,11 @@ async def learn_segments(stream):
             learner = _restore_learner()
         published = None
         samples = [sample for raw in batch for sample in orjson.loads(raw)]
-        for vector, ts in samples:
+        for vector, ts, *rest in samples:  # [vector | null, ts, rfm | null]
+            if rest and rest[0] is not None:
+                learner.learn_rfm(*rest[0])
+            if vector is None:
+                continue
             for output in learner.learn(vector, ts):
                 if isinstance(output, DriftEvent):
                     log.warning("drift: model v%d -> v%d", output.previous_version, output.version)

@@ -18,7 +18,7 @@ from app.core.events import ClickEvent, decode_message
 from app.main import app, settings
 from app.model_feed import CURRENT
 from app.record_batches import BatchSender
-from app.topics import clicks, clicks_dlq, declare_topics, model_samples, segment_changes
+from app.topics import clicks, clicks_dlq, declare_topics, model_samples, segment_changes, triggers
 from tables.codecs import decode_model
 from tables.user_state import user_states
 
@@ -26,6 +26,9 @@ log = logging.getLogger(__name__)
 
 engine = Engine(settings.engine)
 change_sender = BatchSender()
+trigger_sender = BatchSender()
+last_click_at: dict[int, float] = {}  # partition -> wall time of its latest click (idle advance)
+_deadlines_stale = True  # the deadline index must be rebuilt from the table (start, rebalance)
 
 
 def _load_model_file() -> None:
@@ -57,6 +60,7 @@ async def _decode(batch: Sequence[EventT], now: float, positions: list[tuple[int
     valid: list[ClickEvent] = []
     for event in batch:
         message = event.message
+        last_click_at[message.partition] = now
         decoded = decode_message(
             event.value, now=now, max_bytes=settings.max_message_bytes, max_future_s=settings.max_future_s
         )
@@ -73,7 +77,7 @@ async def _decode(batch: Sequence[EventT], now: float, positions: list[tuple[int
 async def _check_partitions() -> None:
     """State, changes and clicks share partition numbers: their counts must match."""
     producer = app.producer._ensure_producer()
-    for topic in (clicks.get_topic_name(), segment_changes.get_topic_name()):
+    for topic in (clicks.get_topic_name(), segment_changes.get_topic_name(), triggers.get_topic_name()):
         found = len(await producer.partitions_for(topic))
         if found != settings.partitions:
             raise SystemExit(
@@ -91,6 +95,7 @@ async def segment_users(stream):
     async for batch in stream.take_events(settings.batch_size, within=settings.batch_within_s):
         now = time.time()
         _follow_published_model()
+        _rebuild_deadlines()
         positions: list[tuple[int, int]] = []
         events = await _decode(batch, now, positions)
         # events: validated ClickEvents in partition order, positions[i]: (partition, offset) of events[i]
@@ -99,17 +104,85 @@ async def segment_users(stream):
             messages=positions,  # a (partition, offset) names its message
         )
         # result.touched: user_id -> UserState, whose .applied[0] is the user's clicks partition
-        touched = result.touched
-        metrics.state_bytes.inc(await user_states.write(touched))
+        await _publish(result)
         for outcome, count in result.outcomes.items():
             metrics.events.labels(outcome).inc(count)
-        metrics.segment_changes.labels("cluster").inc(len(result.changes))
-        # Same partition as the user's clicks: keyed by user_id, co-partitioned.
-        await change_sender.send(
-            app.producer._ensure_producer(),
-            segment_changes.get_topic_name(),
-            [(touched[c["user_id"]].applied[0], c["user_id"].encode(), orjson.dumps(c)) for c in result.changes],
-        )
         if result.samples:
-            # One message per batch: the learner reads [[vector, ts], ...].
-            await model_samples.send(value=orjson.dumps([[s.vector, s.ts] for s in result.samples]))
+            # One message per batch: the learner reads [[vector | null, ts, rfm | null], ...].
+            await model_samples.send(value=orjson.dumps([[s.vector, s.ts, s.rfm] for s in result.samples]))
+
+
+async def _publish(result) -> None:
+    """State, segment changes and triggers of one batch (or one idle advance), keyed by user_id."""
+    touched = result.touched
+    metrics.state_bytes.inc(await user_states.write(touched))
+    for change in result.changes:
+        metrics.segment_changes.labels(change["kind"]).inc()
+    for trigger in result.triggers:
+        metrics.triggers.labels(trigger["trigger"]).inc()
+    producer = app.producer._ensure_producer()
+    # Same partition as the user's clicks: keyed by user_id, co-partitioned.
+    for sender, topic, outputs in (
+        (change_sender, segment_changes, result.changes),
+        (trigger_sender, triggers, result.triggers),
+    ):
+        await sender.send(
+            producer,
+            topic.get_topic_name(),
+            [(touched[o["user_id"]].applied[0], o["user_id"].encode(), orjson.dumps(o)) for o in outputs],
+        )
+
+
+def _rebuild_deadlines() -> None:
+    """After a start or a rebalance, index the deadlines of every user this worker now owns."""
+    global _deadlines_stale
+    if not _deadlines_stale:
+        return
+    _deadlines_stale = False
+    engine.deadlines.clear()
+    scheduled = user_states.schedule_deadlines(engine.deadlines, settings.engine.rules.triggers)
+    log.info("deadline index rebuilt: %d users with a pending trigger", scheduled)
+
+
+def _tables_ready() -> bool:
+    """The table has recovered this worker's partitions (no rebuild from a half-read changelog)."""
+    return not app.in_recovery and app.tables.recovery.completed.is_set()
+
+
+@app.timer(interval=1.0)
+async def advance_idle_watermark() -> None:
+    """Let deadlines fire when clicks stop: see "Idle advance" in the README."""
+    if not _tables_ready():
+        return
+    _rebuild_deadlines()
+    if not last_click_at:
+        return
+    now = time.time()
+    idle = {p for p, seen in last_click_at.items() if now - seen >= settings.idle_after_s}
+    engine.watermark.set_idle(idle)
+    if now - max(last_click_at.values()) >= settings.idle_after_s:
+        # No clicks at all: the stream is complete up to its latest event, and event time
+        # follows the wall clock, idle_after_s behind it.
+        engine.watermark.advance_to(max(engine.watermark.max_ts, now - settings.idle_after_s))
+    result = engine.fire_due(user_states.get, emitted_at=now)
+    if result.triggers:
+        await _publish(result)
+
+
+@app.on_partitions_revoked.connect
+async def _forget_partitions(app, revoked, **kwargs) -> None:  # noqa: ARG001 - Faust signal signature
+    global _deadlines_stale
+    engine.watermark.forget(tp.partition for tp in revoked if tp.topic == clicks.get_topic_name())
+    for tp in revoked:
+        last_click_at.pop(tp.partition, None)
+    _deadlines_stale = True
+
+
+@app.on_partitions_assigned.connect
+async def _index_new_partitions(app, assigned, **kwargs) -> None:  # noqa: ARG001
+    global _deadlines_stale
+    _deadlines_stale = True  # rebuilt at the next batch or tick, once the table has recovered
+    now = time.time()
+    for tp in assigned:  # a partition that stays silent from now on counts as idle in time
+        if tp.topic == clicks.get_topic_name():
+            last_click_at.setdefault(tp.partition, now)

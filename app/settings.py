@@ -18,6 +18,8 @@ from typing import Any
 from app.core.engine import EngineConfig
 from app.core.features import FeatureConfig
 from app.core.learner import LearnerConfig
+from app.core.rulebook import RFM_SEGMENTS, CustomTrigger, RulesConfig, TriggerConfig
+from app.core.rules import RuleError, parse_duration
 from app.core.segmenter import SegmenterConfig
 
 ENV_PREFIX = "SEGSTREAM_"
@@ -43,6 +45,7 @@ class Settings:
     max_future_s: float = 86_400.0
     learn: bool = True
     model_file: str = ""
+    idle_after_s: float = 30.0  # no clicks for this long (wall time): the watermark advances anyway
     log_level: str = "info"
     engine: EngineConfig = field(default_factory=EngineConfig)
 
@@ -60,7 +63,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             doc = tomllib.loads(Path(path).read_text())
         except (OSError, tomllib.TOMLDecodeError) as exc:
             raise SystemExit(f"segstream: cannot read config file {path}: {exc}") from None
-    sections = {name: doc.pop(name, {}) for name in ("features", "segmenter", "learner")}
+    sections = {name: doc.pop(name, {}) for name in ("features", "segmenter", "learner", "rules")}
     scalars = {f.name: f for f in fields(Settings) if f.name != "engine"}
     unknown = sorted(set(doc) - set(scalars))
     if unknown:
@@ -70,11 +73,15 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         raw = env.get(f"{ENV_PREFIX}{name.upper()}", doc.get(name))
         if raw is not None:
             values[name] = _coerce(name, spec.type, raw)
-    values["engine"] = EngineConfig(
-        features=_section(FeatureConfig, sections["features"], "features"),
-        segmenter=_section(SegmenterConfig, sections["segmenter"], "segmenter"),
-        learner=_section(LearnerConfig, sections["learner"], "learner"),
-    )
+    try:  # EngineConfig parses and type-checks every rule: errors stop the start-up here
+        values["engine"] = EngineConfig(
+            features=_section(FeatureConfig, sections["features"], "features"),
+            segmenter=_section(SegmenterConfig, sections["segmenter"], "segmenter"),
+            learner=_section(LearnerConfig, sections["learner"], "learner"),
+            rules=rules_config(sections["rules"]),
+        )
+    except RuleError as exc:
+        raise SystemExit(f"segstream: invalid rule in [rules]: {exc}") from None
     return Settings(**values)
 
 
@@ -106,3 +113,38 @@ def _section(cls: type, values: dict[str, Any], name: str) -> Any:
         return dataclasses.replace(cls(), **converted)
     except (TypeError, ValueError) as exc:
         raise SystemExit(f"segstream: invalid [{name}] settings: {exc}") from None
+
+
+def rules_config(doc: dict[str, Any]) -> RulesConfig:
+    """The ``[rules]`` section: segments, triggers and the default time zone.
+
+    >>> config = rules_config({"segments": {"vip": "monetary > 500"},
+    ...                        "triggers": {"cart_abandon": "45m", "custom": [
+    ...                            {"name": "stalled", "when": "event == 'checkout'", "unless": "purchase",
+    ...                             "within": "10m"}]}})
+    >>> sorted(config.segments)[:3], config.triggers.cart_abandon_s, config.triggers.custom[0].within_s
+    (['at_risk', 'champions', 'hibernating'], 2700, 600)
+    """
+    doc = dict(doc)
+    try:
+        segments = {**(RFM_SEGMENTS if doc.pop("rfm_segments", True) else {}), **doc.pop("segments", {})}
+        triggers = dict(doc.pop("triggers", {}))
+        custom = tuple(
+            CustomTrigger(item["name"], item["when"], item.get("unless"), _seconds(item.get("within", 0)))
+            for item in triggers.pop("custom", [])
+        )
+        renamed = {"cart_abandon": "cart_abandon_s", "hot_lead_window": "hot_lead_window_s"}
+        values = {renamed.get(k, k): v for k, v in triggers.items()}
+        for key in ("cart_abandon_s", "hot_lead_window_s"):
+            if key in values:
+                values[key] = _seconds(values[key])
+        return RulesConfig(segments=segments, triggers=TriggerConfig(**values, custom=custom), **doc)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise SystemExit(f"segstream: invalid [rules] settings: {exc}") from None
+
+
+def _seconds(value: Any) -> int:
+    """A duration: "30m", "1h", or a number of seconds; false or 0 turns a trigger off."""
+    if value is False or value == 0:
+        return 0
+    return parse_duration(value) if isinstance(value, str) else int(value)

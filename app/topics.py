@@ -16,13 +16,14 @@ _RAW = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_
 clicks = app.topic(settings.topic("clicks"), partitions=settings.partitions, **_RAW)
 clicks_dlq = app.topic(settings.topic("clicks-dlq"), partitions=settings.partitions, **_RAW)
 segment_changes = app.topic(settings.topic("segment-changes"), partitions=settings.partitions, **_RAW)
+triggers = app.topic(settings.topic("triggers"), partitions=settings.partitions, **_RAW)
 segment_drift = app.topic(settings.topic("segment-drift"), partitions=1, **_RAW)
 # One partition: the learner is a single global model.
 model_samples = app.topic(settings.topic("model-samples"), partitions=1, **_RAW)
 # Compacted: keys "current" (the model snapshot) and "learner" (the learner checkpoint).
 segment_model = app.topic(settings.topic("segment-model"), partitions=1, compacting=True, **_RAW)
 
-ALL_TOPICS = (clicks, clicks_dlq, segment_changes, segment_drift, model_samples, segment_model)
+ALL_TOPICS = (clicks, clicks_dlq, segment_changes, triggers, segment_drift, model_samples, segment_model)
 
 
 async def declare_topics() -> None:

@@ -14,7 +14,7 @@ from datetime import datetime, timezone
 
 from bench.common import command_line, machine, render, source_state, write_json
 
-BENCHMARKS = ("kafka", "replay", "flapping", "quality")
+BENCHMARKS = ("kafka", "replay", "flapping", "quality", "rules")
 
 
 def build_parser() -> argparse.ArgumentParser:

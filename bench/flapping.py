@@ -81,6 +81,8 @@ def _measure(scenario: Scenario, config: EngineConfig, batch: int) -> dict:
         drifts += len(result.drifts)
         versions += len(result.models)
         for change in result.changes:
+            if change["kind"] != "cluster":
+                continue  # rule segments follow their rules, not the model
             user = change["user_id"]
             if user not in entered:
                 entered[user] = datetime.fromisoformat(change["ts"]).timestamp()

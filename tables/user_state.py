@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
+import orjson
+
 from app.core.state import UserState
 from app.main import app, settings
 from app.record_batches import BatchSender
@@ -53,6 +55,26 @@ class UserStateCache:
         store = self.table.data
         inner = getattr(store, "data", None)
         return inner if isinstance(inner, dict) else store
+
+    def schedule_deadlines(self, index, triggers) -> int:
+        """Put every stored user with a pending trigger deadline into ``index``; returns how many.
+
+        Runs after a start or a rebalance: the deadlines live in the states, which
+        the changelog restored. Only states with an open cart or a due entry are decoded.
+        """
+        scheduled = 0
+        for key, raw in self._local().items():
+            record = orjson.loads(raw)
+            signals = record[4] if len(record) > 4 else None
+            if not signals or not (signals[2] or signals[3]):  # no open cart, nothing due
+                continue
+            user_id = key.decode()
+            state = self.get(user_id)
+            due = state.signals.next_due(triggers) if state is not None else None
+            if due is not None:
+                index.schedule(user_id, due)
+                scheduled += 1
+        return scheduled
 
     def clear(self) -> None:
         """Forget cached states (partitions moved): the table is the truth again."""

@@ -243,7 +243,7 @@ class Engine:
             # Score and evaluate the whole batch at once, then decide point by point, in order.
             distances = self.segmenter.distances(rows) if rows else None  # rows x segments
             truths = rulebook.evaluate(rule_rows) if rule_rows else None  # rule -> bool per point
-            self._conclude(points, distances, truths, result, snapshots, emitted, signalled)
+            self._conclude(points, distances, truths, rule_rows, result, snapshots, emitted, signalled)
         for user_id in signalled:
             self.deadlines.schedule(user_id, touched[user_id].signals.next_due(triggers_cfg))
         self._fire_due(lookup, result, emitted)
@@ -286,6 +286,7 @@ class Engine:
         points: list[_Pending],
         distances: np.ndarray | None,
         truths: dict[str, np.ndarray] | None,
+        rule_rows: list[tuple],
         result: BatchResult,
         snapshots: _Snapshots,
         emitted: str,
@@ -312,9 +313,10 @@ class Engine:
                 now_in = list(compress(names, membership[i]))
                 if now_in != signals.rules:
                     entered, exited = signals.diff_rules(now_in)
-                    snapshot = snapshots.at(point)
+                    ts = format_ts(point.event.ts)
                     for name, change in [(n, "exited") for n in exited] + [(n, "entered") for n in entered]:
-                        changes.append(self._rule_change(point, name, change, texts[name], snapshot, emitted))
+                        evidence = book.evidence(name, rule_rows[i])
+                        changes.append(self._rule_change(point, name, change, texts[name], evidence, ts, emitted))
             for condition, values in conditions:
                 true = values[i]
                 if not true and condition.name not in signals.armed:
@@ -325,8 +327,9 @@ class Engine:
                 signalled.add(point.user_id)
 
     def _rule_change(
-        self, item: _Pending, segment: str, change: str, rule: str, snapshot: dict[str, Any], emitted_at: str
+        self, item: _Pending, segment: str, change: str, rule: str, evidence: dict[str, Any], ts: str, emitted_at: str
     ) -> dict[str, Any]:
+        """A rule segment entered or exited; ``features`` holds the values its rule read."""
         member = item.state.membership
         member.seq += 1  # one sequence per user for every kind of change: ids stay unique
         model = self.model
@@ -336,7 +339,7 @@ class Engine:
             "user_id": item.user_id,
             "kind": "rule",
             "change": change,
-            "ts": format_ts(item.event.ts),
+            "ts": ts,
             "emitted_at": emitted_at,
             "segment": segment,
             "segment_name": segment,
@@ -344,7 +347,7 @@ class Engine:
             "model_version": model.version if model is not None else 0,
             "reason": "rule",
             "rule": rule,
-            "features": snapshot,
+            "features": evidence,
         }
 
     def _change(
@@ -379,11 +382,16 @@ class Engine:
 
 
 class _Snapshots:
-    """Feature snapshots as of a decision point, rebuilding a user's state when needed."""
+    """Feature snapshots as of a decision point, rebuilding a user's state when needed.
+
+    Points are asked for in input order, so a user's state is rebuilt forward from
+    where the previous point of the same user left it, not from the start each time.
+    """
 
     def __init__(self, cfg: FeatureConfig, events: Sequence[ClickEvent], origins, stored) -> None:
         self.cfg, self.events, self.origins, self.stored = cfg, events, origins, stored
         self._by_user: dict[str, list[ClickEvent]] | None = None
+        self._cursors: dict[str, tuple[UserFeatures, int]] = {}  # user -> (rebuilt state, events applied)
 
     def at(self, item: _Pending) -> dict[str, Any]:
         if item.snapshot is not None:
@@ -396,18 +404,23 @@ class _Snapshots:
             self._by_user = {}
             for event in self.events:
                 self._by_user.setdefault(event.user_id, []).append(event)
-        if self.stored is None:
-            origin = self.origins[item.user_id]
-        else:
-            before = self.stored(item.user_id)
-            origin = before.features if before is not None else UserFeatures()
-        features = origin.copy()
-        for event in self._by_user[item.user_id]:
+        features, applied = self._cursors.get(item.user_id) or (self._origin(item.user_id), 0)
+        own = self._by_user[item.user_id]
+        while applied < len(own):
+            event = own[applied]
             features.apply(event, self.cfg)
+            applied += 1
             if event is item.until:
                 break
+        self._cursors[item.user_id] = (features, applied)
         item.snapshot = features.snapshot(item.event.ts, self.cfg)
         return item.snapshot
+
+    def _origin(self, user_id: str) -> UserFeatures:
+        if self.stored is None:
+            return self.origins[user_id].copy()
+        before = self.stored(user_id)
+        return before.features if before is not None else UserFeatures()
 
 
 def _rfm_measures(user: UserFeatures) -> tuple[float, float, float]:

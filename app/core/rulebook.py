@@ -37,13 +37,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import lru_cache
+from operator import itemgetter
 from typing import Any, Callable
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import numpy as np
 
 from app.core.events import ClickEvent
-from app.core.features import FeatureConfig, UserFeatures
+from app.core.features import FeatureConfig, UserFeatures, typed_window
 from app.core.rfm import Edges, rfm_scores
 from app.core.rules import NUMBER, TEXT, Node, RuleError, compile_rule, counts_in, names_in, parse
 from app.core.state import UserState
@@ -125,13 +126,23 @@ class Rulebook:
         used = set().union(*(names_in(node) for node, _ in parsed.values())) if parsed else set()
         self.counted = tuple(sorted(set().union(*(counts_in(node) for node, _ in parsed.values())) if parsed else ()))
         types = {name: _type_of(name, features, self.counted) for name in sorted(used)}
-        self.columns = tuple(types)
+        # Plain features first: one call computes them all (see _scalar_features).
+        plain = [name for name in types if name in _SCALAR_INDEX]
+        self.columns = tuple(plain + [name for name in types if name not in _SCALAR_INDEX])
         self._evaluators = {
             key: compile_rule(node, types, name=key.split(":", 1)[1], text=text) for key, (node, text) in parsed.items()
         }
-        self._readers = [_reader(name, features, config.default_timezone) for name in self.columns]
+        self._plain = _picker([_SCALAR_INDEX[name] for name in plain])
+        self._readers = [_reader(name, features, config.default_timezone) for name in self.columns[len(plain):]]
+        self._scored = any(name in ("r_score", "f_score", "m_score") for name in self.columns)
         self._dtypes = [float if types[name] == NUMBER else object for name in self.columns]
         self.segment_names = tuple(config.segments)
+        # Each rule segment's inputs: (name, column index), published with its changes.
+        position = {name: i for i, name in enumerate(self.columns)}
+        self.inputs = {
+            name: tuple((column, position[column]) for column in sorted(names_in(parsed[f"segment:{name}"][0])))
+            for name in self.segment_names
+        }
 
     @staticmethod
     def _conditions(triggers: TriggerConfig) -> tuple[EdgeCondition, ...]:
@@ -151,13 +162,19 @@ class Rulebook:
 
     def read(self, state: UserState, event: ClickEvent, edges: Edges | None) -> tuple:
         """One row: the value of every column for ``state`` as of ``event``."""
-        return tuple(read(state, event, edges) for read in self._readers)
+        plain = self._plain(_scalar_features(state.features)) if self._plain else ()
+        scores = _scores(state.features, edges) if self._scored else None
+        return (*plain, *[read(state, event, scores) for read in self._readers])
+
+    def evidence(self, segment: str, row: tuple) -> dict[str, Any]:
+        """The values ``segment``'s rule read in ``row``, by name (None for missing)."""
+        return {name: _json_value(row[index]) for name, index in self.inputs[segment]}
 
     def evaluate(self, rows: Sequence[tuple]) -> dict[str, np.ndarray]:
         """Each rule segment and trigger condition over ``rows``: name -> bool per row."""
         columns = {
-            name: np.array([row[i] for row in rows], dtype=dtype)
-            for i, (name, dtype) in enumerate(zip(self.columns, self._dtypes, strict=True))
+            name: np.array(values, dtype=dtype)
+            for name, dtype, values in zip(self.columns, self._dtypes, zip(*rows), strict=True)
         }
         if not columns:  # rules that read nothing (constants): one row each still
             columns = {"": np.zeros(len(rows))}
@@ -169,7 +186,8 @@ class Rulebook:
 
 # -- names -> types and readers ---------------------------------------------------
 
-Reader = Callable[[UserState, ClickEvent, "Edges | None"], Any]
+# (state, event, RFM scores if a rule reads them) -> value
+Reader = Callable[[UserState, ClickEvent, "tuple | None"], Any]
 
 _FEATURE_READERS: dict[str, Callable[[UserFeatures, float], Any]] = {
     "events": lambda u, now: u.events,
@@ -193,6 +211,35 @@ _FEATURE_READERS: dict[str, Callable[[UserFeatures, float], Any]] = {
     "late_events": lambda u, now: u.late,
     "duplicate_events": lambda u, now: u.duplicates,
 }
+_SCALAR_INDEX = {name: i for i, name in enumerate(_FEATURE_READERS)}
+
+
+def _scalar_features(u: UserFeatures) -> tuple:
+    """Every ``_FEATURE_READERS`` value in one call (NaN for missing), as of the user's clock."""
+    nan = math.nan
+    sessions = u.sessions or 1
+    return (
+        float(u.events), float(u.sessions), u.mean_session_s(), float(u.product_views), float(u.cart_adds),
+        float(u.purchases), float(u.cart_abandoned + u.cart_open),
+        nan if u.last_purchase_ts is None else max(0.0, u.last_ts - u.last_purchase_ts) / _DAY,
+        float(u.purchases), u.monetary, u.avg_order_value(), u.purchases / sessions, u.cart_abandon_rate(),
+        u.product_views / sessions, u.search_share(),
+        u.mobile_events / u.device_events if u.device_events else nan,
+        u.scroll_sum / u.scroll_n if u.scroll_n else nan,
+        u.dwell_sum / u.dwell_n / 1000.0 if u.dwell_n else nan,
+        float(u.late), float(u.duplicates),
+    )  # fmt: skip
+
+
+def _picker(indexes: list[int]) -> Callable[[tuple], tuple] | None:
+    if not indexes:
+        return None
+    if len(indexes) == 1:
+        (index,) = indexes
+        return lambda values: (values[index],)
+    return itemgetter(*indexes)
+
+
 _TEXT_NAMES = frozenset({"device", "event", "weekday"})
 _NUMBER_NAMES = frozenset({"local_hour", "r_score", "f_score", "m_score"})
 
@@ -221,33 +268,42 @@ def _type_of(name: str, features: FeatureConfig, counted: Sequence[tuple[str, in
 def _reader(name: str, features: FeatureConfig, default_tz: str) -> Reader:
     if name.startswith("count("):
         event_type, seconds = name[6:-1].rsplit(",", 1)
-        secs = int(seconds)
-        return lambda s, e, edges: float(s.features.count_events(event_type, secs, s.features.last_ts))
+        window, span, width = typed_window(event_type, int(seconds))
+
+        def count(s: UserState, e: ClickEvent, scores: tuple | None) -> float:
+            buckets = s.features.windows.get(window)
+            if not buckets:
+                return 0.0
+            now = s.features.last_ts
+            oldest, newest = int((now - span) // width), int(now // width)
+            return float(sum(n for index, n in buckets.items() if oldest <= index <= newest))
+
+        return count
     if name.startswith("trait."):
         trait = name[6:]
         if trait in features.numeric_traits:
-            return lambda s, e, edges: _number(s.features.traits.get(trait))
-        return lambda s, e, edges: _text(s.features.traits.get(trait))
+            return lambda s, e, scores: _number(s.features.traits.get(trait))
+        return lambda s, e, scores: _text(s.features.traits.get(trait))
     if name.startswith("activity_"):
         window = name[len("activity_"):]
-        return lambda s, e, edges: float(s.features.window_count(window, s.features.last_ts, features.windows))
+        return lambda s, e, scores: float(s.features.window_count(window, s.features.last_ts, features.windows))
     if name.startswith("trait_"):
         trait = name[6:]
-        return lambda s, e, edges: _number(s.features.traits.get(trait))
+        return lambda s, e, scores: _number(s.features.traits.get(trait))
     if name in _FEATURE_READERS:
         read = _FEATURE_READERS[name]
-        return lambda s, e, edges: _number(read(s.features, s.features.last_ts))
+        return lambda s, e, scores: _number(read(s.features, s.features.last_ts))
     if name in ("r_score", "f_score", "m_score"):
         index = ("r_score", "f_score", "m_score").index(name)
-        return lambda s, e, edges: _number(_scores(s.features, edges)[index])
+        return lambda s, e, scores: _number(scores[index])
     if name == "device":
-        return lambda s, e, edges: e.device
+        return lambda s, e, scores: e.device
     if name == "event":
-        return lambda s, e, edges: e.type
+        return lambda s, e, scores: e.type
     if name == "local_hour":
-        return lambda s, e, edges: float(_local_time(e.ts, s.features.traits.get("timezone"), default_tz).hour)
+        return lambda s, e, scores: float(_local(e.ts, s.features.traits.get("timezone"), default_tz)[0])
     if name == "weekday":
-        return lambda s, e, edges: WEEKDAYS[_local_time(e.ts, s.features.traits.get("timezone"), default_tz).weekday()]
+        return lambda s, e, scores: WEEKDAYS[_local(e.ts, s.features.traits.get("timezone"), default_tz)[1]]
     raise RuleError(f"unknown name {name!r}")
 
 
@@ -260,12 +316,23 @@ def _number(value: Any) -> float:
     return float(value) if type(value) in (int, float) and math.isfinite(value) else math.nan
 
 
+def _json_value(value: Any) -> Any:
+    return None if isinstance(value, float) and math.isnan(value) else value
+
+
 def _text(value: Any) -> str | None:
     return value if type(value) is str else None
 
 
-def _local_time(ts: float, tz_name: Any, default: str) -> datetime:
-    return datetime.fromtimestamp(ts, _zone(tz_name if isinstance(tz_name, str) else default, default))
+def _local(ts: float, tz_name: Any, default: str) -> tuple[int, int]:
+    """(hour, weekday) of ``ts`` in the user's zone; every UTC offset is a multiple of 15 min."""
+    return _local_quarter(int(ts // 900), tz_name if isinstance(tz_name, str) else default, default)
+
+
+@lru_cache(maxsize=8192)
+def _local_quarter(quarter: int, tz_name: str, default: str) -> tuple[int, int]:
+    local = datetime.fromtimestamp(quarter * 900, _zone(tz_name, default))
+    return local.hour, local.weekday()
 
 
 @lru_cache(maxsize=1024)

@@ -545,27 +545,16 @@ def _numeric(compare, left: Any, right: Any) -> np.ndarray:
 
 
 def _equal_present(left: Any, right: Any, equal: bool) -> np.ndarray:
+    # Both sides have the same type (checked at compile time): plain == is exact.
     present = ~_missing(left) & ~_missing(right)
-    same = np.asarray(_elementwise_equal(left, right), dtype=bool)
+    same = np.asarray(left == right, dtype=bool)
     return present & (same if equal else ~same)
-
-
-def _elementwise_equal(left: Any, right: Any) -> Any:
-    if isinstance(left, np.ndarray) and left.dtype == object:
-        return np.frompyfunc(_same, 2, 1)(left, right)
-    if isinstance(right, np.ndarray) and right.dtype == object:
-        return np.frompyfunc(_same, 2, 1)(left, right)
-    return left == right
-
-
-def _same(a: Any, b: Any) -> bool:
-    return type(a) is type(b) and a == b
 
 
 def _missing(value: Any) -> Any:
     if isinstance(value, np.ndarray):
         if value.dtype == object:
-            return np.frompyfunc(lambda v: v is None, 1, 1)(value).astype(bool)
+            return np.asarray(np.equal(value, None), dtype=bool)
         return np.isnan(value)
     return np.bool_(value is None or (isinstance(value, float) and math.isnan(value)))
 

@@ -64,3 +64,50 @@ def test_kill_and_restart_keeps_exact_counts(tmp_path):
         assert all(len(versions) == 1 for versions in copies.values())
     finally:
         second.stop()
+
+
+def test_pending_deadlines_survive_a_restart_and_fire_once(tmp_path):
+    """Carts left open before a restart are abandoned after it: once each, none lost."""
+    now = time.time()
+    start = now - 7_200.0  # two hours ago: every cart's deadline is already in the past
+    users = [f"cart-{i:02d}" for i in range(20)]
+    saved = set(users[:5])  # these buy within the 30 minutes
+
+    def click(user: str, kind: str, offset: float, **fields) -> tuple[bytes, bytes]:
+        doc = {"user_id": user, "type": kind, "ts": (start + offset) * 1000, "event_id": f"{user}-{kind}", **fields}
+        return user.encode(), orjson.dumps(doc)
+
+    messages = [click(u, "add_to_cart", i, page=f"/p/{i}", value=10.0 + i) for i, u in enumerate(users)]
+    messages += [click(u, "purchase", 600.0 + i, value=10.0 + i) for i, u in enumerate(users) if u in saved]
+
+    first = Worker(tmp_path, SEGSTREAM_IDLE_AFTER_S="3600").start()  # no idle advance: nothing fires yet
+    try:
+        asyncio.run(produce(first.topic("clicks"), messages))
+        wait_until_consumed(first, first.topic("clicks"), timeout=120)
+        assert asyncio.run(read_all(first.topic("triggers"), idle_s=1.0)) == []
+    finally:
+        first.stop(signal.SIGTERM)
+
+    def fired() -> list[dict]:
+        return [orjson.loads(r.value) for r in asyncio.run(read_all(first.topic("triggers"), idle_s=1.0))]
+
+    # After the restart no click arrives: the idle advance moves the watermark past the deadlines.
+    second = Worker(tmp_path, name=first.app_id, SEGSTREAM_IDLE_AFTER_S="2").start(timeout=150)
+    try:
+        deadline = time.monotonic() + 90
+        while len(fired()) < len(users) - len(saved):
+            assert time.monotonic() < deadline, f"triggers so far: {fired()}\n{second.log_tail()}"
+            time.sleep(1.0)
+    finally:
+        second.stop(signal.SIGTERM)
+    third = Worker(tmp_path, name=first.app_id, SEGSTREAM_IDLE_AFTER_S="2").start(timeout=150)
+    try:
+        time.sleep(6)  # idle advances happen every second; nothing is left to fire
+    finally:
+        third.stop(signal.SIGTERM)
+
+    triggers = fired()
+    assert sorted(t["event_id"] for t in triggers) == sorted(f"{u}:cart_abandon:1" for u in users if u not in saved)
+    by_user = {t["user_id"]: t for t in triggers}
+    assert by_user["cart-07"]["details"]["value"] == 17.0
+    assert by_user["cart-07"]["details"]["items"] == [{"page": "/p/7", "category": None, "value": 17.0}]

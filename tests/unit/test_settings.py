@@ -43,3 +43,26 @@ def test_bad_settings_fail_with_a_clear_message(tmp_path, text, env, message):
     config.write_text(text)
     with pytest.raises(SystemExit, match=message):
         load_settings(env={"SEGSTREAM_CONFIG": str(config), **env})
+
+
+def test_rules_from_the_config_file(tmp_path):
+    path = tmp_path / "segstream.toml"
+    path.write_text(
+        '[rules]\ndefault_timezone = "Europe/Paris"\n'
+        '[rules.segments]\nweekend_mobile = "weekday in (\'sat\', \'sun\') and device == \'mobile\'"\n'
+        '[rules.triggers]\ncart_abandon = "45m"\nhot_lead_views = 8\n'
+        '[[rules.triggers.custom]]\nname = "stalled"\nwhen = "event == \'checkout\'"\nunless = "purchase"\nwithin = "10m"\n'
+    )
+    settings = load_settings(env={"SEGSTREAM_CONFIG": str(path)})
+    rules = settings.engine.rules
+    assert rules.default_timezone == "Europe/Paris" and "weekend_mobile" in rules.segments and "champions" in rules.segments
+    assert rules.triggers.cart_abandon_s == 2700 and rules.triggers.hot_lead_views == 8
+    assert rules.triggers.custom[0].within_s == 600
+    assert ("product_view", 300) in settings.engine.features.counted  # hot_lead's window joins the state
+
+
+def test_a_bad_rule_stops_start_up_with_its_position(tmp_path):
+    path = tmp_path / "segstream.toml"
+    path.write_text('[rules.segments]\nvip = "monetary >> 500"\n')
+    with pytest.raises(SystemExit, match="rule 'vip', position 10: expected a value"):
+        load_settings(env={"SEGSTREAM_CONFIG": str(path)})
