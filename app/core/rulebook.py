@@ -126,23 +126,26 @@ class Rulebook:
         used = set().union(*(names_in(node) for node, _ in parsed.values())) if parsed else set()
         self.counted = tuple(sorted(set().union(*(counts_in(node) for node, _ in parsed.values())) if parsed else ()))
         types = {name: _type_of(name, features, self.counted) for name in sorted(used)}
-        # Plain features first: one call computes them all (see _scalar_features).
+        # Plain features first, then counts: one call computes each group.
         plain = [name for name in types if name in _SCALAR_INDEX]
-        self.columns = tuple(plain + [name for name in types if name not in _SCALAR_INDEX])
+        counts = [name for name in types if name.startswith("count(")]
+        rest = [name for name in types if name not in _SCALAR_INDEX and not name.startswith("count(")]
+        self.columns = tuple(plain + counts + rest)
         self._evaluators = {
             key: compile_rule(node, types, name=key.split(":", 1)[1], text=text) for key, (node, text) in parsed.items()
         }
         self._plain = _picker([_SCALAR_INDEX[name] for name in plain])
-        self._readers = [_reader(name, features, config.default_timezone) for name in self.columns[len(plain):]]
+        self._counts = _count_reader(counts)
+        self._readers = [_reader(name, features, config.default_timezone) for name in rest]
         self._scored = any(name in ("r_score", "f_score", "m_score") for name in self.columns)
         self._dtypes = [float if types[name] == NUMBER else object for name in self.columns]
         self.segment_names = tuple(config.segments)
         # Each rule segment's inputs: (name, column index), published with its changes.
         position = {name: i for i, name in enumerate(self.columns)}
-        self.inputs = {
-            name: tuple((column, position[column]) for column in sorted(names_in(parsed[f"segment:{name}"][0])))
-            for name in self.segment_names
-        }
+        self._inputs = {}
+        for name in self.segment_names:
+            read = sorted(names_in(parsed[f"segment:{name}"][0]))
+            self._inputs[name] = (tuple(read), _picker([position[column] for column in read]))
 
     @staticmethod
     def _conditions(triggers: TriggerConfig) -> tuple[EdgeCondition, ...]:
@@ -163,12 +166,14 @@ class Rulebook:
     def read(self, state: UserState, event: ClickEvent, edges: Edges | None) -> tuple:
         """One row: the value of every column for ``state`` as of ``event``."""
         plain = self._plain(_scalar_features(state.features)) if self._plain else ()
+        counts = self._counts(state.features) if self._counts else ()
         scores = _scores(state.features, edges) if self._scored else None
-        return (*plain, *[read(state, event, scores) for read in self._readers])
+        return (*plain, *counts, *[read(state, event, scores) for read in self._readers])
 
     def evidence(self, segment: str, row: tuple) -> dict[str, Any]:
-        """The values ``segment``'s rule read in ``row``, by name (None for missing)."""
-        return {name: _json_value(row[index]) for name, index in self.inputs[segment]}
+        """The values ``segment``'s rule read in ``row``, by name (NaN for missing: JSON null)."""
+        names, pick = self._inputs[segment]
+        return dict(zip(names, pick(row))) if pick is not None else {}
 
     def evaluate(self, rows: Sequence[tuple]) -> dict[str, np.ndarray]:
         """Each rule segment and trigger condition over ``rows``: name -> bool per row."""
@@ -266,19 +271,6 @@ def _type_of(name: str, features: FeatureConfig, counted: Sequence[tuple[str, in
 
 
 def _reader(name: str, features: FeatureConfig, default_tz: str) -> Reader:
-    if name.startswith("count("):
-        event_type, seconds = name[6:-1].rsplit(",", 1)
-        window, span, width = typed_window(event_type, int(seconds))
-
-        def count(s: UserState, e: ClickEvent, scores: tuple | None) -> float:
-            buckets = s.features.windows.get(window)
-            if not buckets:
-                return 0.0
-            now = s.features.last_ts
-            oldest, newest = int((now - span) // width), int(now // width)
-            return float(sum(n for index, n in buckets.items() if oldest <= index <= newest))
-
-        return count
     if name.startswith("trait."):
         trait = name[6:]
         if trait in features.numeric_traits:
@@ -307,6 +299,29 @@ def _reader(name: str, features: FeatureConfig, default_tz: str) -> Reader:
     raise RuleError(f"unknown name {name!r}")
 
 
+def _count_reader(columns: Sequence[str]) -> Callable[[UserFeatures], list[float]] | None:
+    """One function reading every ``count(type,seconds)`` column, as of the user's clock."""
+    if not columns:
+        return None
+    specs = []
+    for column in columns:
+        event_type, seconds = column[6:-1].rsplit(",", 1)
+        specs.append(typed_window(event_type, int(seconds)))
+
+    def counts(user: UserFeatures) -> list[float]:
+        windows, now, out = user.windows, user.last_ts, []
+        for window, span, width in specs:
+            buckets = windows.get(window)
+            if not buckets:
+                out.append(0.0)
+                continue
+            oldest, newest = int((now - span) // width), int(now // width)
+            out.append(float(sum(n for index, n in buckets.items() if oldest <= index <= newest)))
+        return out
+
+    return counts
+
+
 def _scores(user: UserFeatures, edges: Edges | None) -> tuple:
     recency = _FEATURE_READERS["recency_days"](user, user.last_ts)
     return rfm_scores(edges, recency_days=recency, frequency=float(user.purchases), monetary=user.monetary)
@@ -314,10 +329,6 @@ def _scores(user: UserFeatures, edges: Edges | None) -> tuple:
 
 def _number(value: Any) -> float:
     return float(value) if type(value) in (int, float) and math.isfinite(value) else math.nan
-
-
-def _json_value(value: Any) -> Any:
-    return None if isinstance(value, float) and math.isnan(value) else value
 
 
 def _text(value: Any) -> str | None:
