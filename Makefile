@@ -41,6 +41,7 @@ bench: install-dev
 	$(BIN)/python -m bench replay --users 100000 --events 1000000
 	$(BIN)/python -m bench flapping
 	$(BIN)/python -m bench quality
+	$(BIN)/python -m bench rules
 
 services-start:
 	scripts/services start
