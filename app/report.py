@@ -25,6 +25,16 @@ def segment_table(pipeline: EmbeddedPipeline, top: int = 3) -> str:
     return "\n".join([*rows, f"{len(pipeline.states):,} users · {version}"])
 
 
+def rule_table(pipeline: EmbeddedPipeline, triggers: Mapping[str, int]) -> str:
+    """Users in each rule segment now, and the triggers fired so far by name."""
+    sizes = Counter(name for state in pipeline.states.values() for name in state.signals.rules)
+    rules = pipeline.config.rules.segments
+    rows = [f"{'rule segment':<16} {'users':>7}  rule"]
+    rows += [f"{name:<16} {sizes.get(name, 0):>7,}  {text}" for name, text in rules.items()]
+    fired = " · ".join(f"{name} {count:,}" for name, count in sorted(triggers.items())) or "none"
+    return "\n".join([*rows, f"triggers fired: {fired}"])
+
+
 def persona_agreement(segments: Mapping[str, str], truth: Mapping[str, str]) -> tuple[float, float]:
     """(ARI over users that have left "new", share of users that have) against the true personas."""
     assigned = [user for user, segment in segments.items() if segment != NEW_SEGMENT and user in truth]

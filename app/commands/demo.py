@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from collections import Counter
 import sys
 import tempfile
 import time
@@ -10,7 +11,7 @@ from pathlib import Path
 
 from app.core.embedded import EmbeddedPipeline, FeedResult
 from app.core.simulator import Scenario, assign_personas, generate
-from app.report import persona_agreement, segment_table
+from app.report import persona_agreement, rule_table, segment_table
 from app.replay_io import OutputDir
 
 
@@ -34,10 +35,12 @@ def run(args: argparse.Namespace) -> int:
     out = OutputDir(out_dir, "simulator")
     print(f"segstream demo: {scenario.users:,} users, {scenario.events:,} events, seed {scenario.seed}", flush=True)
     last_table = time.perf_counter()
+    triggers: Counter = Counter()
 
     def on_batch(result: FeedResult, lines: list[int]) -> None:
         nonlocal last_table
         out.write(result, lines)
+        triggers.update(trigger["trigger"] for trigger in result.triggers)
         for drift in result.drifts:
             d = drift.to_dict()
             print(
@@ -53,6 +56,7 @@ def run(args: argparse.Namespace) -> int:
     stats = replay(pipeline, messages, batch_size=2_000, on_batch=on_batch)
     out.finish(pipeline)
     print("\n" + segment_table(pipeline))
+    print("\n" + rule_table(pipeline, triggers))
     segments = {user: state.membership.segment for user, state in pipeline.states.items()}
     ari, coverage = persona_agreement(segments, assign_personas(scenario))
     print(f"\nadjusted Rand index vs hidden personas: {ari:.3f} (over the {coverage:.1%} of users with a segment)")
