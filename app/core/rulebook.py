@@ -85,7 +85,7 @@ class TriggerConfig:
     """The built-in triggers (0 turns one off) and the custom ones."""
 
     cart_abandon_s: float = 1_800.0  # fires this long after the latest add_to_cart without a purchase
-    cart_max_items: int = 20
+    cart_max_items: int = 10
     hot_lead_views: int = 5  # product views ...
     hot_lead_window_s: int = 300  # ... within this window
     win_back_days: float = 60.0  # fires when recency_days crosses this

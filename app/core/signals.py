@@ -30,6 +30,8 @@ from app.core.events import ClickEvent, format_ts
 
 TRIGGER_SCHEMA = 1
 CART = "cart_abandon"
+MAX_PENDING = 4  # pending deadlines per user; beyond it the earliest is dropped (state bound)
+_PAGE_CHARS, _CATEGORY_CHARS = 64, 32  # of a cart item, kept in the user's state
 WIN_BACK = "win_back"
 _DAY = 86_400.0
 
@@ -40,8 +42,8 @@ class Signals:
     ``rules``: rule segments the user is in. ``armed``: trigger conditions that
     were true at the user's last decision (a condition fires when it becomes
     true). ``cart``: ``[ts, page, category, value]`` of the open cart's items.
-    ``due``: pending deadlines ``[due_ts, trigger, details]``. ``fired``: count
-    per trigger, for deterministic ids.
+    ``due``: pending deadlines ``[due_ts, trigger, details]``, at most
+    ``MAX_PENDING``. ``fired``: count per trigger, for deterministic ids.
     """
 
     __slots__ = ("rules", "armed", "cart", "due", "fired")
@@ -76,7 +78,9 @@ class Signals:
             if kind == "add_to_cart":
                 if self.cart and event.ts > self._cart_deadline(cfg):
                     self._abandon_cart(cfg)
-                self.cart.append([event.ts, event.page, event.category, event.value or 0.0])
+                page = event.page[:_PAGE_CHARS] if event.page else event.page
+                category = event.category[:_CATEGORY_CHARS] if event.category else event.category
+                self.cart.append([event.ts, page, category, event.value or 0.0])
                 if len(self.cart) > cfg.cart_max_items:
                     del self.cart[0]
             elif kind == "purchase" and self.cart:
@@ -110,6 +114,8 @@ class Signals:
     def _schedule(self, due_ts: float, trigger: str, details: dict[str, Any]) -> None:
         self.due.append([due_ts, trigger, details])
         self.due.sort(key=lambda entry: (entry[0], entry[1]))
+        if len(self.due) > MAX_PENDING:  # only a user far ahead of the watermark gets here
+            del self.due[0]
 
     # -- per decision -----------------------------------------------------------
 

@@ -6,6 +6,8 @@ from dataclasses import replace
 
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from app.core.embedded import EmbeddedPipeline
 from app.core.engine import EngineConfig
@@ -189,3 +191,26 @@ def test_a_config_with_a_bad_rule_fails_at_start_up():
 
     with pytest.raises(RuleError, match="rule 'vip', position 10"):
         replace(EngineConfig(), rules=RulesConfig(segments={"vip": "monetary >"}))
+
+
+_cart_events = st.lists(
+    st.tuples(st.sampled_from(["add_to_cart", "remove_from_cart", "purchase", "checkout"]),
+              st.floats(min_value=0, max_value=3 * 86_400), st.text(max_size=3)),  # fmt: skip
+    max_size=200,
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(_cart_events)
+def test_trigger_state_stays_bounded_whatever_the_user_sends(stream):
+    """Carts and pending deadlines have a size bound, even for a user far ahead of the watermark."""
+    from app.core.signals import MAX_PENDING, Signals
+
+    cfg = TriggerConfig(win_back_days=1)
+    custom = (("stalled", "purchase"),)
+    signals = Signals()
+    for kind, offset, page in sorted(stream, key=lambda item: item[1]):
+        event = ClickEvent("u", kind, T0 + offset, page="p" * 2_000 + page, category="c" * 300, value=1.0)
+        signals.on_event(event, cfg, custom, T0 + offset if kind == "purchase" else None)
+    assert len(signals.cart) <= cfg.cart_max_items and len(signals.due) <= MAX_PENDING
+    assert len(orjson.dumps(signals.to_record())) <= 6_000
