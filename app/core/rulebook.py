@@ -315,8 +315,11 @@ def _count_reader(columns: Sequence[str]) -> Callable[[UserFeatures], list[float
             if not buckets:
                 out.append(0.0)
                 continue
-            oldest, newest = int((now - span) // width), int(now // width)
-            out.append(float(sum(n for index, n in buckets.items() if oldest <= index <= newest)))
+            oldest = int((now - span) // width)
+            if max(buckets) < oldest:  # nothing of that type lately: the usual case
+                out.append(0.0)
+            else:  # no bucket is newer than the user's clock, so only the lower bound matters
+                out.append(float(sum(n for index, n in buckets.items() if index >= oldest)))
         return out
 
     return counts
