@@ -240,3 +240,13 @@ def test_fast_decoder_devices_are_the_contract_devices():
 
     device_type = ClickEvent.__annotations__["device"]
     assert "Literal" in str(device_type) and all(d in str(device_type) for d in DEVICES)
+
+
+@given(st.integers(min_value=946_684_800_000, max_value=4_102_444_800_000))
+def test_format_ts_agrees_with_datetime_to_the_millisecond(millis):
+    from datetime import datetime, timezone
+
+    ts = millis / 1000
+    expected = datetime.fromtimestamp(millis // 1000, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+    assert format_ts(ts) == f"{expected}.{millis % 1000:03d}Z"
+    assert abs(parse_ts(format_ts(ts)) - ts) < 0.001
