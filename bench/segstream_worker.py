@@ -50,8 +50,10 @@ async def run_worker(
     prefix, app_id = f"{run_id}-", f"{run_id}-segstream"
     clicks, changelog = f"{prefix}clicks", f"{app_id}-user_to_state-changelog"
     log_path = work_dir / "segstream-worker.log"
+    # The defaults, not a config file this shell happens to name; --faust-env may name one.
+    inherited = {name: value for name, value in os.environ.items() if name != "SEGSTREAM_CONFIG"}
     env = {
-        **os.environ,
+        **inherited,
         "SEGSTREAM_APP_ID": app_id,
         "SEGSTREAM_TOPIC_PREFIX": prefix,
         "SEGSTREAM_WEB_PORT": str(free_port()),
@@ -59,7 +61,6 @@ async def run_worker(
         "SEGSTREAM_BROKER": BROKER,
         **extra_env,
     }
-    env.pop("SEGSTREAM_CONFIG", None)
     out: dict = {"app_id": app_id, "log": str(log_path)}
     with open(log_path, "wb") as log:
         started = time.monotonic()

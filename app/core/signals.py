@@ -95,7 +95,7 @@ class Signals:
                         break
         if kind == "purchase" and cfg.win_back_days > 0 and last_purchase is not None:
             self.due = [entry for entry in self.due if entry[1] != WIN_BACK]
-            details = {"last_purchase": format_ts(last_purchase), "days": cfg.win_back_days}
+            details = {"last_purchase_ts": last_purchase, "days": cfg.win_back_days}
             self._schedule(last_purchase + cfg.win_back_days * _DAY, WIN_BACK, details)
         for trigger, cancel_type in cancellers:
             if kind == cancel_type:
@@ -107,7 +107,7 @@ class Signals:
     def _abandon_cart(self, cfg: Any) -> None:
         items = [{"page": page, "category": category, "value": value} for _, page, category, value in self.cart]
         details = {"items": items, "value": round(sum(item["value"] for item in items), 2),
-                   "cart_started": format_ts(min(item[0] for item in self.cart))}  # fmt: skip
+                   "cart_started_ts": min(item[0] for item in self.cart)}  # fmt: skip
         self._schedule(self._cart_deadline(cfg), CART, details)
         self.cart = []
 
@@ -160,6 +160,11 @@ class Signals:
         """A trigger event with the next deterministic id for ``trigger``."""
         seq = self.fired.get(trigger, 0) + 1
         self.fired[trigger] = seq
+        # Times wait in the state as numbers ("…_ts") and are formatted only when published.
+        details = {
+            (key[:-3] if key.endswith("_ts") else key): (format_ts(value) if key.endswith("_ts") else value)
+            for key, value in details.items()
+        }
         return {
             "schema": TRIGGER_SCHEMA,
             "event_id": f"{user_id}:{trigger}:{seq}",
