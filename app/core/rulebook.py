@@ -129,15 +129,16 @@ class Rulebook:
         # Plain features first, then counts: one call computes each group.
         plain = [name for name in types if name in _SCALAR_INDEX]
         counts = [name for name in types if name.startswith("count(")]
-        rest = [name for name in types if name not in _SCALAR_INDEX and not name.startswith("count(")]
-        self.columns = tuple(plain + counts + rest)
+        scored = [name for name in _SCORES if name in types]
+        rest = [name for name in types if name not in _SCALAR_INDEX and name not in counts and name not in scored]
+        self.columns = tuple(plain + counts + scored + rest)
         self._evaluators = {
             key: compile_rule(node, types, name=key.split(":", 1)[1], text=text) for key, (node, text) in parsed.items()
         }
         self._plain = _picker([_SCALAR_INDEX[name] for name in plain])
         self._counts = _count_reader(counts)
         self._readers = [_reader(name, features, config.default_timezone) for name in rest]
-        self._scored = any(name in ("r_score", "f_score", "m_score") for name in self.columns)
+        self._scored = _picker([_SCORES.index(name) for name in scored])
         self._dtypes = [float if types[name] == NUMBER else object for name in self.columns]
         self.segment_names = tuple(config.segments)
         # Each rule segment's inputs: (name, column index), published with its changes.
@@ -167,8 +168,8 @@ class Rulebook:
         """One row: the value of every column for ``state`` as of ``event``."""
         plain = self._plain(_scalar_features(state.features)) if self._plain else ()
         counts = self._counts(state.features) if self._counts else ()
-        scores = _scores(state.features, edges) if self._scored else None
-        return (*plain, *counts, *[read(state, event, scores) for read in self._readers])
+        scores = self._scored(_scores(state.features, edges)) if self._scored else ()
+        return (*plain, *counts, *scores, *[read(state, event) for read in self._readers])
 
     def evidence(self, segment: str, row: tuple) -> dict[str, Any]:
         """The values ``segment``'s rule read in ``row``, by name (NaN for missing: JSON null)."""
@@ -191,8 +192,8 @@ class Rulebook:
 
 # -- names -> types and readers ---------------------------------------------------
 
-# (state, event, RFM scores if a rule reads them) -> value
-Reader = Callable[[UserState, ClickEvent, "tuple | None"], Any]
+# (state, event) -> value
+Reader = Callable[[UserState, ClickEvent], Any]
 
 _FEATURE_READERS: dict[str, Callable[[UserFeatures, float], Any]] = {
     "events": lambda u, now: u.events,
@@ -274,28 +275,25 @@ def _reader(name: str, features: FeatureConfig, default_tz: str) -> Reader:
     if name.startswith("trait."):
         trait = name[6:]
         if trait in features.numeric_traits:
-            return lambda s, e, scores: _number(s.features.traits.get(trait))
-        return lambda s, e, scores: _text(s.features.traits.get(trait))
+            return lambda s, e: _number(s.features.traits.get(trait))
+        return lambda s, e: _text(s.features.traits.get(trait))
     if name.startswith("activity_"):
         window = name[len("activity_"):]
-        return lambda s, e, scores: float(s.features.window_count(window, s.features.last_ts, features.windows))
+        return lambda s, e: float(s.features.window_count(window, s.features.last_ts, features.windows))
     if name.startswith("trait_"):
         trait = name[6:]
-        return lambda s, e, scores: _number(s.features.traits.get(trait))
+        return lambda s, e: _number(s.features.traits.get(trait))
     if name in _FEATURE_READERS:
         read = _FEATURE_READERS[name]
-        return lambda s, e, scores: _number(read(s.features, s.features.last_ts))
-    if name in ("r_score", "f_score", "m_score"):
-        index = ("r_score", "f_score", "m_score").index(name)
-        return lambda s, e, scores: _number(scores[index])
+        return lambda s, e: _number(read(s.features, s.features.last_ts))
     if name == "device":
-        return lambda s, e, scores: e.device
+        return lambda s, e: e.device
     if name == "event":
-        return lambda s, e, scores: e.type
+        return lambda s, e: e.type
     if name == "local_hour":
-        return lambda s, e, scores: float(_local(e.ts, s.features.traits.get("timezone"), default_tz)[0])
+        return lambda s, e: float(_local(e.ts, s.features.traits.get("timezone"), default_tz)[0])
     if name == "weekday":
-        return lambda s, e, scores: WEEKDAYS[_local(e.ts, s.features.traits.get("timezone"), default_tz)[1]]
+        return lambda s, e: WEEKDAYS[_local(e.ts, s.features.traits.get("timezone"), default_tz)[1]]
     raise RuleError(f"unknown name {name!r}")
 
 
@@ -325,9 +323,16 @@ def _count_reader(columns: Sequence[str]) -> Callable[[UserFeatures], list[float
     return counts
 
 
-def _scores(user: UserFeatures, edges: Edges | None) -> tuple:
-    recency = _FEATURE_READERS["recency_days"](user, user.last_ts)
-    return rfm_scores(edges, recency_days=recency, frequency=float(user.purchases), monetary=user.monetary)
+_SCORES = ("r_score", "f_score", "m_score")
+
+
+def _scores(user: UserFeatures, edges: Edges | None) -> tuple[float, float, float]:
+    """(R, F, M) as floats, NaN when there are none."""
+    if edges is None or user.last_purchase_ts is None or not user.purchases:
+        return (math.nan, math.nan, math.nan)
+    recency = max(0.0, user.last_ts - user.last_purchase_ts) / _DAY
+    r, f, m = rfm_scores(edges, recency_days=recency, frequency=float(user.purchases), monetary=user.monetary)
+    return (float(r), float(f), float(m))
 
 
 def _number(value: Any) -> float:
