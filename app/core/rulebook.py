@@ -46,7 +46,8 @@ import numpy as np
 from app.core.events import ClickEvent
 from app.core.features import FeatureConfig, UserFeatures, typed_window
 from app.core.rfm import Edges, rfm_scores
-from app.core.rules import NUMBER, TEXT, Node, RuleError, compile_rule, counts_in, names_in, parse
+from app.core.rule_eval import compile_rule
+from app.core.rules import NUMBER, TEXT, Node, RuleError, counts_in, names_in, parse
 from app.core.state import UserState
 
 _DAY = 86_400.0

@@ -10,6 +10,7 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
+from app.core.rule_eval import compile_rule
 from app.core.rules import (
     BOOL,
     NUMBER,
@@ -25,7 +26,6 @@ from app.core.rules import (
     Or,
     RuleError,
     Truthy,
-    compile_rule,
     count_key,
     parse,
     to_text,
