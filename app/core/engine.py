@@ -38,6 +38,7 @@ from app.core.learner import LearnerConfig
 from app.core.model import NEW_SEGMENT, ModelSnapshot
 from app.core.rulebook import Rulebook, RulesConfig
 from app.core.segmenter import Segmenter, SegmenterConfig, vector_reader
+from app.core.signals import MAX_PENDING
 from app.core.state import UserState
 from app.core.watermark import Watermark
 
@@ -245,7 +246,10 @@ class Engine:
             truths = rulebook.evaluate(rule_rows) if rule_rows else None  # rule -> bool per point
             self._conclude(points, distances, truths, rule_rows, result, snapshots, emitted, signalled)
         for user_id in signalled:
-            self.deadlines.schedule(user_id, touched[user_id].signals.next_due(triggers_cfg))
+            signals = touched[user_id].signals
+            if len(signals.due) > MAX_PENDING:
+                result.triggers.extend(signals.fire_overflow(user_id, emitted))
+            self.deadlines.schedule(user_id, signals.next_due(triggers_cfg))
         self._fire_due(lookup, result, emitted)
         return result
 

@@ -30,7 +30,10 @@ from app.core.events import ClickEvent, format_ts
 
 TRIGGER_SCHEMA = 1
 CART = "cart_abandon"
-MAX_PENDING = 4  # pending deadlines per user; beyond it the earliest is dropped (state bound)
+# Pending deadlines per user (a state bound). A user runs up more only while their own
+# events are far ahead of the watermark (a lagging partition); the earliest then fires
+# early, with the content and id it would have had (see fire_overflow).
+MAX_PENDING = 8
 _PAGE_CHARS, _CATEGORY_CHARS = 64, 32  # of a cart item, kept in the user's state
 WIN_BACK = "win_back"
 _DAY = 86_400.0
@@ -43,7 +46,7 @@ class Signals:
     were true at the user's last decision (a condition fires when it becomes
     true). ``cart``: ``[ts, page, category, value]`` of the open cart's items.
     ``due``: pending deadlines ``[due_ts, trigger, details]``, at most
-    ``MAX_PENDING``. ``fired``: count per trigger, for deterministic ids.
+    ``MAX_PENDING`` after each batch. ``fired``: count per trigger, for deterministic ids.
     """
 
     __slots__ = ("rules", "armed", "cart", "due", "fired")
@@ -114,8 +117,19 @@ class Signals:
     def _schedule(self, due_ts: float, trigger: str, details: dict[str, Any]) -> None:
         self.due.append([due_ts, trigger, details])
         self.due.sort(key=lambda entry: (entry[0], entry[1]))
-        if len(self.due) > MAX_PENDING:  # only a user far ahead of the watermark gets here
-            del self.due[0]
+
+    def fire_overflow(self, user_id: str, emitted_at: str) -> list[dict]:
+        """Fire the earliest pending deadlines beyond ``MAX_PENDING``, before the watermark.
+
+        Their content is already settled (an abandoned cart is final once a later event
+        of its user moved past the deadline), and ids follow the deadline order, so firing
+        early changes only ``emitted_at``.
+        """
+        out = []
+        while len(self.due) > MAX_PENDING:
+            due_ts, trigger, details = self.due.pop(0)
+            out.append(self.trigger(user_id, trigger, due_ts, emitted_at, details))
+        return out
 
     # -- per decision -----------------------------------------------------------
 
