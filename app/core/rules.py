@@ -387,26 +387,13 @@ def count_key(node: Count) -> str:
 
 def names_in(node: Node | Value) -> set[str]:
     """Every name and count key a rule reads."""
-    if isinstance(node, Name):
-        return {node.path}
-    if isinstance(node, Count):
-        return {count_key(node)}
-    if isinstance(node, Literal):
-        return set()
-    children: tuple = ()
-    if isinstance(node, Compare):
-        children = (node.left, node.right)
-    elif isinstance(node, Between):
-        children = (node.value, node.low, node.high)
-    elif isinstance(node, In):
-        children = (node.value,)
-    elif isinstance(node, (Truthy,)):
-        children = (node.value,)
-    elif isinstance(node, Not):
-        children = (node.item,)
-    elif isinstance(node, (And, Or)):
-        children = node.items
-    return set().union(*(names_in(child) for child in children))
+    names = set()
+    for part in _walk(node):
+        if isinstance(part, Name):
+            names.add(part.path)
+        elif isinstance(part, Count):
+            names.add(count_key(part))
+    return names
 
 
 def counts_in(node: Node | Value) -> set[tuple[str, int]]:
