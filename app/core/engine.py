@@ -428,8 +428,7 @@ class _Snapshots:
 
 
 def _rfm_measures(user: UserFeatures) -> tuple[float, float, float]:
-    recency_days = max(0.0, user.last_ts - user.last_purchase_ts) / 86_400.0
-    return recency_days, float(user.purchases), user.monetary
+    return user.recency_days(user.last_ts), float(user.purchases), user.monetary
 
 
 def _folded(user: UserFeatures) -> int:

@@ -240,10 +240,9 @@ class UserFeatures:
         newest = int(now // width)
         return sum(count for index, count in buckets.items() if oldest <= index <= newest)
 
-    def count_events(self, event_type: str, seconds: int, now: float) -> int:
-        """Events of ``event_type`` in the ``seconds`` before ``now`` (a declared ``counted`` window)."""
-        name, span, width = typed_window(event_type, seconds)
-        return self.window_count(name, now, {name: (span, width)})
+    def recency_days(self, now: float) -> float | None:
+        """Days from the last purchase to event time ``now``; None before any purchase."""
+        return None if self.last_purchase_ts is None else max(0.0, now - self.last_purchase_ts) / _DAY
 
     def snapshot(self, now: float, cfg: FeatureConfig) -> dict[str, Any]:
         """Every feature as of event time ``now``, by its documented name."""
@@ -259,9 +258,7 @@ class UserFeatures:
             cart_adds=self.cart_adds,
             purchases=self.purchases,
             cart_adds_without_purchase=self.cart_abandoned + self.cart_open,
-            recency_days=None
-            if self.last_purchase_ts is None
-            else round(max(0.0, now - self.last_purchase_ts) / _DAY, 4),
+            recency_days=None if self.last_purchase_ts is None else round(self.recency_days(now), 4),
             frequency=self.purchases,
             monetary=round(self.monetary, 2),
             avg_order_value=round(self.avg_order_value(), 2),

@@ -50,7 +50,6 @@ from app.core.rule_eval import compile_rule
 from app.core.rules import NUMBER, TEXT, Node, RuleError, counts_in, names_in, parse
 from app.core.state import UserState
 
-_DAY = 86_400.0
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 # The classic RFM segments, on by default (users can replace or drop them).
@@ -196,39 +195,24 @@ class Rulebook:
 # (state, event) -> value
 Reader = Callable[[UserState, ClickEvent], Any]
 
-_FEATURE_READERS: dict[str, Callable[[UserFeatures, float], Any]] = {
-    "events": lambda u, now: u.events,
-    "sessions": lambda u, now: u.sessions,
-    "mean_session_s": lambda u, now: u.mean_session_s(),
-    "product_views": lambda u, now: u.product_views,
-    "cart_adds": lambda u, now: u.cart_adds,
-    "purchases": lambda u, now: u.purchases,
-    "cart_adds_without_purchase": lambda u, now: u.cart_abandoned + u.cart_open,
-    "recency_days": lambda u, now: None if u.last_purchase_ts is None else max(0.0, now - u.last_purchase_ts) / _DAY,
-    "frequency": lambda u, now: u.purchases,
-    "monetary": lambda u, now: u.monetary,
-    "avg_order_value": lambda u, now: u.avg_order_value(),
-    "conversion": lambda u, now: u.purchases / (u.sessions or 1),
-    "cart_abandon_rate": lambda u, now: u.cart_abandon_rate(),
-    "views_per_session": lambda u, now: u.product_views / (u.sessions or 1),
-    "search_share": lambda u, now: u.search_share(),
-    "mobile_share": lambda u, now: None if not u.device_events else u.mobile_share(),
-    "mean_scroll_depth": lambda u, now: None if not u.scroll_n else u.scroll_sum / u.scroll_n,
-    "mean_dwell_s": lambda u, now: None if not u.dwell_n else u.dwell_sum / u.dwell_n / 1000.0,
-    "late_events": lambda u, now: u.late,
-    "duplicate_events": lambda u, now: u.duplicates,
-}
-_SCALAR_INDEX = {name: i for i, name in enumerate(_FEATURE_READERS)}
+# Plain features a rule can read, in the order _scalar_features computes them.
+_PLAIN_FEATURES = (
+    "events", "sessions", "mean_session_s", "product_views", "cart_adds", "purchases",
+    "cart_adds_without_purchase", "recency_days", "frequency", "monetary", "avg_order_value", "conversion",
+    "cart_abandon_rate", "views_per_session", "search_share", "mobile_share", "mean_scroll_depth",
+    "mean_dwell_s", "late_events", "duplicate_events",
+)  # fmt: skip
+_SCALAR_INDEX = {name: i for i, name in enumerate(_PLAIN_FEATURES)}
 
 
 def _scalar_features(u: UserFeatures) -> tuple:
-    """Every ``_FEATURE_READERS`` value in one call (NaN for missing), as of the user's clock."""
+    """Every ``_PLAIN_FEATURES`` value in one call (NaN for missing), as of the user's clock."""
     nan = math.nan
     sessions = u.sessions or 1
     return (
         float(u.events), float(u.sessions), u.mean_session_s(), float(u.product_views), float(u.cart_adds),
         float(u.purchases), float(u.cart_abandoned + u.cart_open),
-        nan if u.last_purchase_ts is None else max(0.0, u.last_ts - u.last_purchase_ts) / _DAY,
+        nan if u.last_purchase_ts is None else u.recency_days(u.last_ts),
         float(u.purchases), u.monetary, u.avg_order_value(), u.purchases / sessions, u.cart_abandon_rate(),
         u.product_views / sessions, u.search_share(),
         u.mobile_events / u.device_events if u.device_events else nan,
@@ -254,7 +238,7 @@ _NUMBER_NAMES = frozenset({"local_hour", "r_score", "f_score", "m_score"})
 def known_names(features: FeatureConfig) -> list[str]:
     """Every plain name a rule can read (besides ``trait.<name>`` and ``count(...)``)."""
     return sorted(
-        {*_FEATURE_READERS, *_TEXT_NAMES, *_NUMBER_NAMES}
+        {*_PLAIN_FEATURES, *_TEXT_NAMES, *_NUMBER_NAMES}
         | {f"activity_{name}" for name in features.windows}
         | {f"trait_{name}" for name in features.numeric_traits}
     )
@@ -284,9 +268,6 @@ def _reader(name: str, features: FeatureConfig, default_tz: str) -> Reader:
     if name.startswith("trait_"):
         trait = name[6:]
         return lambda s, e: _number(s.features.traits.get(trait))
-    if name in _FEATURE_READERS:
-        read = _FEATURE_READERS[name]
-        return lambda s, e: _number(read(s.features, s.features.last_ts))
     if name == "device":
         return lambda s, e: e.device
     if name == "event":
@@ -331,8 +312,8 @@ def _scores(user: UserFeatures, edges: Edges | None) -> tuple[float, float, floa
     """(R, F, M) as floats, NaN when there are none."""
     if edges is None or user.last_purchase_ts is None or not user.purchases:
         return (math.nan, math.nan, math.nan)
-    recency = max(0.0, user.last_ts - user.last_purchase_ts) / _DAY
-    r, f, m = rfm_scores(edges, recency_days=recency, frequency=float(user.purchases), monetary=user.monetary)
+    r, f, m = rfm_scores(edges, recency_days=user.recency_days(user.last_ts), frequency=float(user.purchases),
+                         monetary=user.monetary)  # fmt: skip
     return (float(r), float(f), float(m))
 
 

@@ -10,7 +10,7 @@ import pytest
 
 from app.core.events import ClickEvent, decode_message
 from app.core.features import FeatureConfig
-from app.core.rulebook import _FEATURE_READERS, WEEKDAYS, Rulebook, RulesConfig, _local, _scalar_features
+from app.core.rulebook import _PLAIN_FEATURES, WEEKDAYS, Rulebook, RulesConfig, _local, _scalar_features
 from app.core.rules import RuleError
 from app.core.simulator import Scenario, generate
 from app.core.state import UserState
@@ -30,7 +30,7 @@ def test_rules_read_the_same_features_as_the_snapshot(users):
     for state in users:
         user = state.features
         snapshot = user.snapshot(user.last_ts, FeatureConfig())
-        for name, value in zip(_FEATURE_READERS, _scalar_features(user), strict=True):
+        for name, value in zip(_PLAIN_FEATURES, _scalar_features(user), strict=True):
             expected = snapshot[name]
             if expected is None:
                 assert math.isnan(value), name
