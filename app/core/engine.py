@@ -38,7 +38,6 @@ from app.core.learner import LearnerConfig
 from app.core.model import NEW_SEGMENT, ModelSnapshot
 from app.core.rulebook import Rulebook, RulesConfig
 from app.core.segmenter import Segmenter, SegmenterConfig, vector_reader
-from app.core.signals import MAX_PENDING
 from app.core.state import UserState
 from app.core.watermark import Watermark
 
@@ -247,8 +246,7 @@ class Engine:
             self._conclude(points, distances, truths, rule_rows, result, snapshots, emitted, signalled)
         for user_id in signalled:
             signals = touched[user_id].signals
-            if len(signals.due) > MAX_PENDING:
-                result.triggers.extend(signals.fire_overflow(user_id, emitted))
+            result.triggers.extend(signals.fire_overflow(user_id, emitted))
             self.deadlines.schedule(user_id, signals.next_due(triggers_cfg))
         self._fire_due(lookup, result, emitted)
         return result

@@ -125,11 +125,7 @@ class Signals:
         of its user moved past the deadline), and ids follow the deadline order, so firing
         early changes only ``emitted_at``.
         """
-        out = []
-        while len(self.due) > MAX_PENDING:
-            due_ts, trigger, details = self.due.pop(0)
-            out.append(self.trigger(user_id, trigger, due_ts, emitted_at, details))
-        return out
+        return self._fire_earliest(len(self.due) - MAX_PENDING, user_id, emitted_at)
 
     # -- per decision -----------------------------------------------------------
 
@@ -164,11 +160,13 @@ class Signals:
 
         if self.cart and cfg.cart_abandon_s > 0 and passed(self._cart_deadline(cfg)):
             self._abandon_cart(cfg)
-        out = []
-        while self.due and passed(self.due[0][0]):
-            due_ts, trigger, details = self.due.pop(0)
-            out.append(self.trigger(user_id, trigger, due_ts, emitted_at, details))
-        return out
+        # ``due`` is in deadline order, so the passed ones are its head.
+        return self._fire_earliest(sum(1 for entry in self.due if passed(entry[0])), user_id, emitted_at)
+
+    def _fire_earliest(self, count: int, user_id: str, emitted_at: str) -> list[dict]:
+        """Trigger the ``count`` earliest pending deadlines (``due`` is kept in deadline order)."""
+        earliest, self.due = self.due[: max(count, 0)], self.due[max(count, 0) :]
+        return [self.trigger(user_id, trigger, due_ts, emitted_at, details) for due_ts, trigger, details in earliest]
 
     def trigger(self, user_id: str, trigger: str, ts: float, emitted_at: str, details: dict) -> dict[str, Any]:
         """A trigger event with the next deterministic id for ``trigger``."""
