@@ -69,8 +69,8 @@ class UserStateCache:
             if not signals or not (signals[2] or signals[3]):  # no open cart, nothing due
                 continue
             user_id = key.decode()
-            state = self.get(user_id)
-            due = state.signals.next_due(triggers) if state is not None else None
+            state = self._states.get(user_id) or UserState.from_record(record)  # decoded once
+            due = state.signals.next_due(triggers)
             if due is not None:
                 index.schedule(user_id, due)
                 scheduled += 1
