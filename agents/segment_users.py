@@ -172,9 +172,10 @@ async def advance_idle_watermark() -> None:
 @app.on_partitions_revoked.connect
 async def _forget_partitions(app, revoked, **kwargs) -> None:  # noqa: ARG001 - Faust signal signature
     global _deadlines_stale
-    engine.watermark.forget(tp.partition for tp in revoked if tp.topic == clicks.get_topic_name())
-    for tp in revoked:
-        last_click_at.pop(tp.partition, None)
+    gone = [tp.partition for tp in revoked if tp.topic == clicks.get_topic_name()]
+    engine.watermark.forget(gone)
+    for partition in gone:  # not a changelog's or model-samples' partition of the same number
+        last_click_at.pop(partition, None)
     _deadlines_stale = True
 
 
