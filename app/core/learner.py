@@ -60,14 +60,14 @@ class LearnerConfig:
     drift_delta: float = 0.002
     drift_cooldown: int = 1_000
     lloyd_iterations: int = 25
+    restarts: int = 10  # k-means++ seedings tried; the lowest inertia wins
+    drift_tolerance: float = 0.1  # refresh only if the fit got this much worse
 
     def __post_init__(self) -> None:
         if not hasattr(cluster, self.algorithm):
             raise ValueError(f"river.cluster has no {self.algorithm!r}")
         if min(self.warmup, self.refresh_window, self.publish_every, self.n_clusters) < 1:
             raise ValueError("warmup, refresh_window, publish_every and n_clusters must be at least 1")
-    restarts: int = 10  # k-means++ seedings tried; the lowest inertia wins
-    drift_tolerance: float = 0.1  # refresh only if the fit got this much worse
 
 
 @dataclass(frozen=True)
