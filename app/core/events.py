@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from functools import lru_cache
 from typing import Annotated, Any, Literal, Union
 
 import msgspec
@@ -302,4 +303,18 @@ def format_ts(ts: float) -> str:
     >>> format_ts(1767225600.25)
     '2026-01-01T00:00:00.250Z'
     """
-    return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    # Every change and trigger carries one, so it is built from a cached whole second
+    # plus the milliseconds. The fraction is rounded to microseconds first, as
+    # datetime.fromtimestamp does, so both agree to the last digit (a test checks).
+    fraction, whole = math.modf(ts)
+    micros = round(fraction * 1e6)
+    if micros < 0:  # before 1970: modf keeps the sign
+        whole, micros = whole - 1, micros + 1_000_000
+    elif micros >= 1_000_000:
+        whole, micros = whole + 1, micros - 1_000_000
+    return f"{_utc_second(int(whole))}.{micros // 1000:03d}Z"
+
+
+@lru_cache(maxsize=4096)
+def _utc_second(second: int) -> str:
+    return datetime.fromtimestamp(second, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")

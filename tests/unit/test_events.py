@@ -250,3 +250,11 @@ def test_format_ts_agrees_with_datetime_to_the_millisecond(millis):
     expected = datetime.fromtimestamp(millis // 1000, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
     assert format_ts(ts) == f"{expected}.{millis % 1000:03d}Z"
     assert abs(parse_ts(format_ts(ts)) - ts) < 0.001
+
+
+@given(st.floats(min_value=0.0, max_value=4_102_444_800.0))
+def test_format_ts_rounds_like_datetime(ts):
+    from datetime import datetime, timezone
+
+    expected = datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    assert format_ts(ts) == expected
