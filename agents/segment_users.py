@@ -10,21 +10,21 @@ from pathlib import Path
 import orjson
 from faust.types import EventT
 
+from agents.engine import engine
 from agents.learn_segments import model_feed
+from agents.profiles import profile_writer
 from app import metrics
 from app.core.deadletter import dead_letter
-from app.core.engine import Engine
 from app.core.events import ClickEvent, decode_message
 from app.main import app, settings
 from app.model_feed import CURRENT
 from app.record_batches import BatchSender
 from app.topics import clicks, clicks_dlq, declare_topics, model_samples, segment_changes, triggers
 from tables.codecs import decode_model
-from tables.user_state import user_states
+from tables.user_state import tables_ready, user_states
 
 log = logging.getLogger(__name__)
 
-engine = Engine(settings.engine)
 change_sender = BatchSender()
 trigger_sender = BatchSender()
 last_click_at: dict[int, float] = {}  # partition -> wall time of its latest click (idle advance)
@@ -116,6 +116,8 @@ async def _publish(result) -> None:
     """State, segment changes and triggers of one batch (or one idle advance), keyed by user_id."""
     touched = result.touched
     metrics.state_bytes.inc(await user_states.write(touched))
+    if settings.profiles:
+        profile_writer.mark(touched)  # written by write_profiles, off this path
     for change in result.changes:
         metrics.segment_changes.labels(change["kind"]).inc()
     for trigger in result.triggers:
@@ -144,15 +146,10 @@ def _rebuild_deadlines() -> None:
     log.info("deadline index rebuilt: %d users with a pending trigger", scheduled)
 
 
-def _tables_ready() -> bool:
-    """The table has recovered this worker's partitions (no rebuild from a half-read changelog)."""
-    return not app.in_recovery and app.tables.recovery.completed.is_set()
-
-
 @app.timer(interval=1.0)
 async def advance_idle_watermark() -> None:
     """Let deadlines fire when clicks stop: see "Idle advance" in the README."""
-    if not _tables_ready():
+    if not tables_ready():  # no rebuild from a half-read changelog
         return
     _rebuild_deadlines()
     if not last_click_at:

@@ -32,6 +32,11 @@ class Settings:
     app_id: str = "segstream"
     broker: str = "kafka://127.0.0.1:9092"
     redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_timeout_s: float = 0.25  # every Redis call, connect included; no hidden retries
+    redis_prefix: str = "segstream:"
+    profiles: bool = True  # keep user profiles in Redis (app/redis_profiles.py)
+    profile_ttl_s: float = 30 * 86_400.0  # a profile expires this long after its last write
+    api_token: str = ""  # when set, the lookup API wants "Authorization: Bearer <token>"
     web_port: int = 6066
     web_host: str = "127.0.0.1"
     store: str = "memory://"

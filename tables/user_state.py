@@ -111,6 +111,11 @@ class UserStateCache:
 user_states = UserStateCache(user_to_state, max_users=settings.state_cache_users)
 
 
+def tables_ready() -> bool:
+    """The tables have recovered this worker's partitions from their changelogs."""
+    return not app.in_recovery and app.tables.recovery.completed.is_set()
+
+
 @app.on_partitions_revoked.connect
 async def _forget_revoked(app, revoked, **kwargs) -> None:  # noqa: ARG001 - Faust signal signature
     user_states.clear()

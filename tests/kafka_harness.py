@@ -53,6 +53,7 @@ class Worker:
             "SEGSTREAM_WEB_PORT": str(free_port()),
             "SEGSTREAM_DATA_DIR": str(tmp / f"{self.app_id}-data"),
             "SEGSTREAM_BROKER": f"kafka://{BOOTSTRAP}",
+            "SEGSTREAM_REDIS_PREFIX": f"{self.app_id}:",  # profiles of different tests never meet
             **env,
         }
         self.process: subprocess.Popen | None = None

@@ -26,4 +26,5 @@ def import_agents() -> None:
     """Register every agent and table on the app."""
     import agents.learn_segments  # noqa: F401
     import agents.segment_users  # noqa: F401
+    import agents.write_profiles  # noqa: F401
     import app.web  # noqa: F401

@@ -197,6 +197,7 @@ class Engine:
             result.outcomes[outcome] += 1
             if outcome == OK:
                 changed[user_id] = event
+                state.interactions.add(event)
                 if event.ts > progress.get(partition, -math.inf):
                     progress[partition] = event.ts
                 if event.type in signal_types:

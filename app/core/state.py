@@ -14,22 +14,24 @@ from __future__ import annotations
 from typing import Any
 
 from app.core.features import UserFeatures
+from app.core.interactions import Interactions
 from app.core.segmenter import Membership
 from app.core.signals import Signals
 
-# 2: window buckets as [index, count] pairs. 3: rule and trigger signals. Older records still read.
-STATE_SCHEMA = 3
+# 2: window buckets as [index, count] pairs. 3: rule and trigger signals. 4: the last
+# interactions. Older records still read.
+STATE_SCHEMA = 4
 
 
 class UserState:
-    """Features, membership, rule and trigger signals, and the last message applied.
+    """Features, membership, rule and trigger signals, last interactions, and the last message applied.
 
     ``applied`` is ``(partition, offset)`` of the newest input message folded in.
     A message redelivered after a crash (at-least-once) has an offset at or below
     it and is skipped whole, however many events it carries.
     """
 
-    __slots__ = ("features", "membership", "applied", "signals")
+    __slots__ = ("features", "membership", "applied", "signals", "interactions")
 
     def __init__(
         self,
@@ -37,25 +39,28 @@ class UserState:
         membership: Membership | None = None,
         applied: tuple[int, int] | None = None,
         signals: Signals | None = None,
+        interactions: Interactions | None = None,
     ) -> None:
         self.features = features or UserFeatures()
         self.membership = membership or Membership()
         self.applied = applied
         self.signals = signals or Signals()
+        self.interactions = interactions or Interactions()
 
     def to_record(self) -> list[Any]:
         applied = None if self.applied is None else list(self.applied)
         return [STATE_SCHEMA, self.features.to_record(), self.membership.to_record(), applied,
-                self.signals.to_record()]  # fmt: skip
+                self.signals.to_record(), self.interactions.items]  # fmt: skip
 
     @classmethod
     def from_record(cls, record: list[Any]) -> UserState:
         schema, features, membership, applied, *rest = record
-        if schema not in (1, 2, STATE_SCHEMA):
+        if schema not in (1, 2, 3, STATE_SCHEMA):
             raise ValueError(f"user state schema {schema} is newer than {STATE_SCHEMA}; upgrade segstream")
         return cls(
             UserFeatures.from_record(features),
             Membership.from_record(membership),
             None if applied is None else (applied[0], applied[1]),
             Signals.from_record(rest[0] if rest else None),
+            Interactions(rest[1] if len(rest) > 1 else None),
         )

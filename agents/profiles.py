@@ -1,0 +1,29 @@
+"""The worker's profile store and writer, shared by the clicks agent, the writer timer and the API."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from agents.engine import engine
+from app import metrics
+from app.core.profile import build_profile
+from app.main import settings
+from app.profile_writer import ProfileWriter
+from app.redis_profiles import RedisProfileStore
+from tables.user_state import user_states
+
+profile_store = RedisProfileStore(
+    settings.redis_url, ttl_s=settings.profile_ttl_s, timeout_s=settings.redis_timeout_s, prefix=settings.redis_prefix
+)
+
+
+def profile_of(user_id: str) -> dict[str, Any] | None:
+    """The profile of a user this worker owns, from the table; None if it has no state here."""
+    state = user_states.get(user_id)
+    if state is None:
+        return None
+    return build_profile(user_id, state, engine.model, settings.engine.features, updated_at=time.time())
+
+
+profile_writer = ProfileWriter(profile_store, build=profile_of, observe=metrics.observe_profiles)

@@ -1,0 +1,89 @@
+"""``segstream profiles rebuild``: write every user's profile to Redis from the user-state changelog.
+
+The changelog topic holds each user's latest state (the table's source of
+truth), so the profile store can always be rebuilt from it: after losing Redis,
+after changing ``profile_ttl_s``, or after a long outage. It reads the changelog
+from the start to its current end (run it with the workers up or down), and the
+latest model from ``segment-model`` for segment names. Writes go through the same
+``seq`` check as the workers' writes, so it never overwrites a newer profile.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import time
+
+CHUNK = 1_000
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("profiles", help="maintain the Redis profile store")
+    actions = parser.add_subparsers(dest="action", required=True)
+    rebuild = actions.add_parser("rebuild", help="write every user's profile from the user-state changelog")
+    rebuild.add_argument("--clear", action="store_true", help="delete every key under SEGSTREAM_REDIS_PREFIX first")
+    rebuild.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from app.settings import load_settings
+
+    settings = load_settings()
+    written, refused, users = asyncio.run(rebuild(settings, clear=args.clear))
+    print(f"profiles rebuilt: {users:,} users in the changelog, {written:,} written, "
+          f"{refused:,} refused (Redis had a newer one)")  # fmt: skip
+    return 0
+
+
+async def rebuild(settings, *, clear: bool = False) -> tuple[int, int, int]:
+    """Read the changelog, then write its users' profiles; returns (written, refused, users)."""
+    from app.core.profile import build_profile
+    from app.redis_profiles import RedisProfileStore
+    from tables.codecs import decode_model, decode_state
+
+    bootstrap = settings.broker.removeprefix("kafka://")
+    states = await _latest(bootstrap, f"{settings.app_id}-user_to_state-changelog")
+    models = await _latest(bootstrap, settings.topic("segment-model"))
+    model = decode_model(models[b"current"]) if models.get(b"current") else None
+    store = RedisProfileStore(settings.redis_url, ttl_s=settings.profile_ttl_s, timeout_s=max(settings.redis_timeout_s, 5.0),
+                              prefix=settings.redis_prefix)  # fmt: skip
+    written = refused = 0
+    try:
+        if clear:
+            await store.delete_all()
+        now, cfg = time.time(), settings.engine.features
+        live = [(key, raw) for key, raw in states.items() if raw is not None]  # None: a deleted user
+        for start in range(0, len(live), CHUNK):
+            profiles = [build_profile(key.decode(), decode_state(raw), model, cfg, updated_at=now)
+                        for key, raw in live[start : start + CHUNK]]  # fmt: skip
+            done, stale = await store.write(profiles)
+            written, refused = written + done, refused + stale
+    finally:
+        await store.close()
+    return written, refused, len(live)
+
+
+async def _latest(bootstrap: str, topic: str) -> dict[bytes, bytes | None]:
+    """Each key's latest value in ``topic``, read from the start to the end it has now."""
+    from aiokafka import AIOKafkaConsumer
+
+    # Subscribed without a group: the consumer owns every partition, and commits nothing.
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, enable_auto_commit=False,
+                                auto_offset_reset="earliest")  # fmt: skip
+    await consumer.start()
+    try:
+        partitions = sorted(consumer.assignment())
+        if not partitions:
+            return {}
+        await consumer.seek_to_beginning(*partitions)
+        ends = await consumer.end_offsets(partitions)
+        latest: dict[bytes, bytes | None] = {}
+        while [tp for tp, end in ends.items() if await consumer.position(tp) < end]:
+            batches = await consumer.getmany(*partitions, timeout_ms=1_000, max_records=10_000)
+            for tp, records in batches.items():
+                for record in records:
+                    if record.offset < ends[tp]:
+                        latest[record.key] = record.value
+        return latest
+    finally:
+        await consumer.stop()

@@ -1,0 +1,162 @@
+"""Profiles, last interactions, the in-memory store and the profile writer (pure, no Redis)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from app.api import ApiError, authorized, check_user_id, parse_page, segment_catalog
+from app.core.events import format_ts
+from app.core.features import FeatureConfig
+from app.core.interactions import KEEP, PAGE_CHARS, Interactions
+from app.core.model import ModelSnapshot
+from app.core.profile import InMemoryProfileStore, build_profile, segment_ids
+from app.core.state import UserState
+from app.profile_writer import ProfileWriter
+from tests.conftest import T0, click
+
+MODEL = ModelSnapshot(version=4, features=("monetary", "mobile_share"), log_features=(), mean=(0.0, 0.0),
+                      std=(1.0, 1.0), centroids=((1.0, -0.5), (-1.0, 0.5)), segment_ids=("c1", "c2"),
+                      names=("high spend", "mobile"), samples=10, ts=T0)  # fmt: skip
+
+
+def _state(*events) -> UserState:
+    state = UserState()
+    for event in events:
+        if state.features.apply(event, FeatureConfig()) == "ok":
+            state.interactions.add(event)
+    return state
+
+
+def test_profile_carries_segment_rules_features_interactions_and_traits():
+    state = _state(click(kind="identify", traits={"age": 31, "country": "FR"}),
+                   click(kind="purchase", ts=T0 + 60, value=25.0, page="/p/9"))  # fmt: skip
+    state.membership.segment, state.membership.model_version = "c2", 4
+    state.signals.rules = ["champions"]
+    profile = build_profile("u1", state, MODEL, FeatureConfig(), updated_at=T0 + 120)
+    assert profile["seq"] == 2
+    assert (profile["segment"], profile["segment_name"], profile["model_version"]) == ("c2", "mobile", 4)
+    assert profile["rules"] == ["champions"]
+    assert profile["features"]["monetary"] == 25.0 and profile["features"]["trait_age"] == 31.0
+    assert profile["traits"] == {"age": 31, "country": "FR"}
+    assert [i["type"] for i in profile["interactions"]] == ["purchase", "identify"]
+    assert profile["last_event_at"] == format_ts(T0 + 60) and profile["updated_at"] == format_ts(T0 + 120)
+    assert segment_ids(profile) == ["c2", "rule:champions"]
+
+
+def test_a_new_user_is_listed_under_no_cluster_segment():
+    profile = build_profile("u1", _state(click()), None, FeatureConfig(), updated_at=T0)
+    assert profile["segment"] == "new" and segment_ids(profile) == []
+
+
+@given(st.lists(st.tuples(st.integers(0, 500), st.sampled_from(["page_view", "search"])), max_size=40))
+def test_interactions_keep_the_latest_by_event_time(timeline):
+    recent = Interactions()
+    for second, kind in timeline:
+        recent.add(click(kind=kind, ts=T0 + second))
+    times = [item[1] for item in recent.items]
+    assert times == sorted(times)
+    assert len(times) == min(KEEP, len(timeline))
+    assert sorted(times) == sorted(T0 + s for s, _ in timeline)[-len(times):] if times else True
+
+
+def test_interactions_cut_long_pages():
+    recent = Interactions()
+    recent.add(click(page="/" + "x" * 500))
+    assert len(recent.as_list()[0]["page"]) == PAGE_CHARS
+
+
+def test_state_of_schema_3_reads_with_no_interactions():
+    record = _state(click()).to_record()
+    record[0] = 3
+    old = UserState.from_record(record[:5])
+    assert old.interactions.items == [] and old.features.events == 1
+    again = _state(click())
+    assert UserState.from_record(again.to_record()).interactions.items == again.interactions.items
+
+
+def _profile(user: str, seq: int, segment: str = "c1", rules=()) -> dict:
+    return {"user_id": user, "seq": seq, "segment": segment, "rules": list(rules)}
+
+
+def test_in_memory_store_refuses_older_writes_and_moves_index_entries():
+    store = InMemoryProfileStore()
+    assert store.write_many([_profile("u1", 3, "c1", ["vip"])]) == (1, 0)
+    assert store.write_many([_profile("u1", 2, "c2")]) == (0, 1)  # older: refused
+    assert store.write_many([_profile("u1", 3, "c2")]) == (1, 0)  # the same seq again is fine
+    assert asyncio.run(store.sizes(["c1", "c2", "rule:vip"])) == {"c1": 0, "c2": 1, "rule:vip": 0}
+
+
+class _FlakyStore(InMemoryProfileStore):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fail = True
+        self.calls = 0
+
+    async def write(self, profiles):
+        self.calls += 1
+        if self.fail:
+            raise ConnectionError("redis is down")
+        return await super().write(profiles)
+
+
+def test_writer_keeps_users_through_a_failure_backs_off_then_catches_up():
+    store, seen = _FlakyStore(), []
+    writer = ProfileWriter(store, build=lambda user: _profile(user, 1),
+                           observe=lambda what, value: seen.append((what, value)))  # fmt: skip
+    writer.mark(["u1", "u2"])
+    assert asyncio.run(writer.flush(now=100.0)) == 0
+    assert writer.backlog == 2 and ("error", 1) in seen and ("backlog", 2) in seen
+    store.fail = False
+    assert asyncio.run(writer.flush(now=100.05)) == 0 and store.calls == 1  # still backing off
+    assert asyncio.run(writer.flush(now=101.0)) == 2
+    assert writer.backlog == 0 and sorted(store.profiles) == ["u1", "u2"]
+
+
+def test_writer_writes_again_a_user_marked_during_a_write():
+    class SlowStore(InMemoryProfileStore):
+        async def write(self, profiles):
+            writer.mark(["u1"])  # the clicks agent changed u1 while the write was in flight
+            return await super().write(profiles)
+
+    versions = iter(range(1, 10))
+    writer = ProfileWriter(SlowStore(), build=lambda user: _profile(user, next(versions)))
+    writer.mark(["u1"])
+    asyncio.run(writer.flush(now=0.0))
+    assert writer.backlog == 1  # not lost: the next flush writes the newer state
+    assert asyncio.run(writer.flush(now=0.0)) >= 1
+
+
+def test_writer_skips_users_it_no_longer_has():
+    store = InMemoryProfileStore()
+    writer = ProfileWriter(store, build=lambda user: None if user == "gone" else _profile(user, 1))
+    writer.mark(["gone", "u1"])
+    assert asyncio.run(writer.flush(now=0.0)) == 1 and list(store.profiles) == ["u1"]
+
+
+@pytest.mark.parametrize("user_id", ["", "a\nb", "x" * 257, "tab\there"])
+def test_bad_user_ids_are_400(user_id):
+    with pytest.raises(ApiError) as raised:
+        check_user_id(user_id)
+    assert raised.value.status == 400
+
+
+@pytest.mark.parametrize("query", [{"cursor": "abc"}, {"limit": "0"}, {"limit": "1001"}, {"limit": "-5"}])
+def test_bad_pages_are_400(query):
+    with pytest.raises(ApiError) as raised:
+        parse_page(query)
+    assert raised.value.status == 400
+
+
+def test_bearer_token_must_match_exactly():
+    assert authorized("Bearer t0k", "t0k") and authorized("bearer t0k", "t0k")
+    assert not authorized("Bearer t0", "t0k") and not authorized("Basic t0k", "t0k") and not authorized("", "t0k")
+
+
+def test_segment_catalog_lists_clusters_with_centroids_then_rules():
+    catalog = segment_catalog(MODEL, {"vip": "monetary > 500"})
+    assert [s["id"] for s in catalog] == ["c1", "c2", "rule:vip"]
+    assert catalog[0]["centroid"] == {"monetary": 1.0, "mobile_share": -0.5} and catalog[2]["rule"] == "monetary > 500"
