@@ -42,3 +42,9 @@ def observe_profiles(what: str, value: float) -> None:
         redis_write_seconds.observe(value)
     elif what == "backlog":
         profile_backlog.set(value)
+
+webhook_deliveries = Counter(
+    "segstream_webhook_deliveries",
+    "Webhook attempts by outcome: delivered, retried, disabled (410), dead_lettered (to webhooks-dlq).",
+    ["outcome"], registry=registry,
+)  # fmt: skip

@@ -21,6 +21,7 @@ from app.core.learner import LearnerConfig
 from app.core.rulebook import RFM_SEGMENTS, CustomTrigger, RulesConfig, TriggerConfig
 from app.core.rules import RuleError, parse_duration
 from app.core.segmenter import SegmenterConfig
+from app.core.webhooks import Subscriber
 
 ENV_PREFIX = "SEGSTREAM_"
 
@@ -37,6 +38,13 @@ class Settings:
     profiles: bool = True  # keep user profiles in Redis (app/redis_profiles.py)
     profile_ttl_s: float = 30 * 86_400.0  # a profile expires this long after its last write
     api_token: str = ""  # when set, the lookup API wants "Authorization: Bearer <token>"
+    webhook_url: str = ""  # one subscriber receiving everything (with webhook_secret)
+    webhook_secret: str = ""
+    webhook_timeout_s: float = 10.0  # one attempt, connect to last byte
+    webhook_max_attempts: int = 8  # then the event goes to webhooks-dlq
+    webhook_backoff_s: float = 10.0  # retry n waits up to webhook_backoff_s * 2^(n-1) (full jitter) ...
+    webhook_backoff_max_s: float = 3_600.0  # ... and never longer, a Retry-After included
+    webhooks: tuple[Subscriber, ...] = ()  # [[webhooks]] in the config file, plus webhook_url
     web_port: int = 6066
     web_host: str = "127.0.0.1"
     store: str = "memory://"
@@ -69,7 +77,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         except (OSError, tomllib.TOMLDecodeError) as exc:
             raise SystemExit(f"segstream: cannot read config file {path}: {exc}") from None
     sections = {name: doc.pop(name, {}) for name in ("features", "segmenter", "learner", "rules")}
-    scalars = {f.name: f for f in fields(Settings) if f.name != "engine"}
+    subscribers = doc.pop("webhooks", [])
+    scalars = {f.name: f for f in fields(Settings) if f.name not in ("engine", "webhooks")}
     unknown = sorted(set(doc) - set(scalars))
     if unknown:
         raise SystemExit(f"segstream: unknown settings {unknown} in {path}")
@@ -87,7 +96,33 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         )
     except RuleError as exc:
         raise SystemExit(f"segstream: invalid rule in [rules]: {exc}") from None
+    values["webhooks"] = webhooks_config(subscribers, values.get("webhook_url", ""), values.get("webhook_secret", ""))
+    if values.get("webhook_max_attempts", 8) < 1:
+        raise SystemExit("segstream: webhook_max_attempts must be at least 1")
     return Settings(**values)
+
+
+def webhooks_config(items: list[dict[str, Any]], url: str, secret: str) -> tuple[Subscriber, ...]:
+    """``[[webhooks]]`` subscribers, plus one named ``default`` for ``webhook_url``.
+
+    >>> [s.name for s in webhooks_config([{"name": "crm", "url": "https://crm.example/hook", "secret": "k",
+    ...                                    "triggers": ["cart_abandon"], "changes": ["entered"]}],
+    ...                                  "http://127.0.0.1:8000/all", "k2")]
+    ['crm', 'default']
+    """
+    subscribers = []
+    try:
+        for item in items:
+            fields_ = {k: tuple(v) if isinstance(v, list) else v for k, v in item.items()}
+            subscribers.append(Subscriber(**fields_))
+        if url:
+            subscribers.append(Subscriber("default", url, secret))
+    except (TypeError, ValueError) as exc:
+        raise SystemExit(f"segstream: invalid webhook settings: {exc}") from None
+    names = [s.name for s in subscribers]
+    if len(set(names)) != len(names):
+        raise SystemExit(f"segstream: webhook names must be unique, got {names}")
+    return tuple(subscribers)
 
 
 def _coerce(name: str, kind: Any, raw: Any) -> Any:

@@ -23,7 +23,18 @@ model_samples = app.topic(settings.topic("model-samples"), partitions=1, **_RAW)
 # Compacted: keys "current" (the model snapshot) and "learner" (the learner checkpoint).
 segment_model = app.topic(settings.topic("segment-model"), partitions=1, compacting=True, **_RAW)
 
-ALL_TOPICS = (clicks, clicks_dlq, segment_changes, triggers, segment_drift, model_samples, segment_model)
+# Webhook deliveries that failed for good (app/webhook_dispatch.py), and one retry topic per
+# retry: records of one level are due in about the order they arrive.
+webhooks_dlq = app.topic(settings.topic("webhooks-dlq"), partitions=settings.partitions, **_RAW)
+webhook_retries = tuple(
+    app.topic(settings.topic(f"webhooks-retry-{level}"), partitions=settings.partitions, **_RAW)
+    for level in range(1, settings.webhook_max_attempts)
+) if settings.webhooks else ()  # fmt: skip
+
+ALL_TOPICS = (
+    clicks, clicks_dlq, segment_changes, triggers, segment_drift, model_samples, segment_model, webhooks_dlq,
+    *webhook_retries,
+)  # fmt: skip
 
 
 async def declare_topics() -> None:

@@ -65,6 +65,18 @@ async def rebuild(settings, *, clear: bool = False) -> tuple[int, int, int]:
 
 async def _latest(bootstrap: str, topic: str) -> dict[bytes, bytes | None]:
     """Each key's latest value in ``topic``, read from the start to the end it has now."""
+    latest: dict[bytes, bytes | None] = {}
+    async for record in _read_to_end(bootstrap, topic):
+        latest[record.key] = record.value
+    return latest
+
+
+async def _latest_records(bootstrap: str, topic: str) -> list[bytes]:
+    """Every value in ``topic``, from the start to the end it has now (partition by partition)."""
+    return [record.value async for record in _read_to_end(bootstrap, topic)]
+
+
+async def _read_to_end(bootstrap: str, topic: str):
     from aiokafka import AIOKafkaConsumer
 
     # Subscribed without a group: the consumer owns every partition, and commits nothing.
@@ -74,16 +86,14 @@ async def _latest(bootstrap: str, topic: str) -> dict[bytes, bytes | None]:
     try:
         partitions = sorted(consumer.assignment())
         if not partitions:
-            return {}
+            return
         await consumer.seek_to_beginning(*partitions)
         ends = await consumer.end_offsets(partitions)
-        latest: dict[bytes, bytes | None] = {}
         while [tp for tp, end in ends.items() if await consumer.position(tp) < end]:
             batches = await consumer.getmany(*partitions, timeout_ms=1_000, max_records=10_000)
             for tp, records in batches.items():
                 for record in records:
                     if record.offset < ends[tp]:
-                        latest[record.key] = record.value
-        return latest
+                        yield record
     finally:
         await consumer.stop()

@@ -25,6 +25,7 @@ def run(args: argparse.Namespace) -> int:
 def import_agents() -> None:
     """Register every agent and table on the app."""
     import agents.learn_segments  # noqa: F401
+    import agents.deliver_webhooks  # noqa: F401
     import agents.segment_users  # noqa: F401
     import agents.write_profiles  # noqa: F401
     import app.web  # noqa: F401

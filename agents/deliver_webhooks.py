@@ -1,0 +1,79 @@
+"""``deliver_webhooks``: segment changes and triggers to the configured webhook subscribers.
+
+Its own agents, on the published topics: a slow or dead endpoint delays its own
+deliveries, never the clicks. First attempts run concurrently for a batch;
+failures go to retry topic ``webhooks-retry-<n>`` for retry ``n``, whose agent
+waits until each record is due; what cannot be delivered goes to ``webhooks-dlq``.
+At least once: a record's offset is committed only after its attempt, or after
+its retry or dead letter was produced. Nothing here runs without subscribers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+import mode
+import orjson
+
+from app import metrics
+from app.main import app, settings
+from app.topics import segment_changes, triggers, webhook_retries, webhooks_dlq
+from app.webhook_delivery import WebhookClient
+from app.webhook_dispatch import Dispatcher, Record, RetryPolicy
+
+log = logging.getLogger(__name__)
+RETRY_BATCH = 100
+
+client = WebhookClient(timeout_s=settings.webhook_timeout_s)
+
+
+async def _retry(level: int, record: Record) -> None:
+    await webhook_retries[level - 1].send(key=record["event"]["user_id"].encode(), value=orjson.dumps(record))
+
+
+async def _dead_letter(record: Record) -> None:
+    await webhooks_dlq.send(key=record["event"]["user_id"].encode(), value=orjson.dumps(record))
+
+
+dispatcher = Dispatcher(
+    settings.webhooks, client.attempt, _retry, _dead_letter,
+    policy=RetryPolicy(settings.webhook_max_attempts, settings.webhook_backoff_s, settings.webhook_backoff_max_s),
+    observe=lambda outcome: metrics.webhook_deliveries.labels(outcome).inc(),
+)  # fmt: skip
+
+
+async def _deliver_published(stream) -> None:
+    """First attempts for a batch of published events (segment changes or triggers)."""
+    async for batch in stream.take(settings.batch_size, within=settings.batch_within_s):
+        # batch: raw JSON of events segstream itself published
+        await dispatcher.deliver([orjson.loads(raw) for raw in batch])
+
+
+def _retry_agent(level: int):
+    async def retry_deliveries(stream) -> None:
+        """Retry ``level``: records arrive about in due order; wait for the latest of a batch, then send."""
+        async for batch in stream.take(RETRY_BATCH, within=1.0):
+            records = [orjson.loads(raw) for raw in batch]
+            wait = max(record["not_before"] for record in records) - time.time()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            await asyncio.gather(*(dispatcher.attempt(record) for record in records))
+
+    return retry_deliveries
+
+
+class WebhookSession(mode.Service):
+    """Closes the HTTP session when the worker stops."""
+
+    async def on_stop(self) -> None:
+        await client.close()
+
+
+if settings.webhooks:
+    app.agent(segment_changes, name=f"{__name__}.deliver_changes", concurrency=1)(_deliver_published)
+    app.agent(triggers, name=f"{__name__}.deliver_triggers", concurrency=1)(_deliver_published)
+    for _level, _topic in enumerate(webhook_retries, start=1):
+        app.agent(_topic, name=f"{__name__}.retry_{_level}", concurrency=1)(_retry_agent(_level))
+    app.service(WebhookSession)

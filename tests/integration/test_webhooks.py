@@ -1,0 +1,125 @@
+"""Webhooks on the real broker, to a real local receiver that checks signatures and fails on purpose."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import subprocess
+import time
+
+import orjson
+import pytest
+
+from tests.kafka_harness import SEGSTREAM, produce, read_all, wait_until_consumed
+from tests.webhook_receiver import Receiver
+
+pytestmark = pytest.mark.integration
+
+KEY = b"receiver key"
+T0 = 1_767_225_600
+
+
+def _events(users: range) -> list[tuple[bytes, bytes]]:
+    """Per user: five product views (hot_lead fires) and a purchase (enters rule segment 'buyer')."""
+    messages = []
+    for n in users:
+        user = f"w{n:02d}"
+        kinds = ["product_view"] * 5 + ["purchase"]
+        for i, kind in enumerate(kinds):
+            event = {"user_id": user, "type": kind, "ts": T0 + 10 * i, "event_id": f"{user}-{i}", "page": f"/p/{i}"}
+            if kind == "purchase":
+                event["value"] = 20.0
+            messages.append((user.encode(), orjson.dumps(event)))
+    return messages
+
+
+def _wait_for(check, timeout: float = 90.0, what: str = "") -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not true after {timeout} s: {what}")
+        time.sleep(0.5)
+
+
+def test_every_event_reaches_every_subscriber_at_least_once_signed(start_worker, tmp_path):
+    secret = "whsec_" + base64.b64encode(KEY).decode()
+    with Receiver({"/ok": KEY, "/flaky": KEY, "/gone": KEY, "/moved": KEY}, hang_s=3.0) as receiver:
+        config = tmp_path / "segstream.toml"
+        config.write_text(f"""
+webhook_timeout_s = 1.0
+webhook_max_attempts = 4
+webhook_backoff_s = 0.5
+webhook_backoff_max_s = 2.0
+
+[rules]
+rfm_segments = false
+[rules.segments]
+buyer = "purchases >= 1"
+
+[[webhooks]]
+name = "ok"
+url = "{receiver.url('/ok')}"
+secret = "{secret}"
+
+[[webhooks]]
+name = "flaky"
+url = "{receiver.url('/flaky')}"
+secret = "{secret}"
+
+[[webhooks]]
+name = "gone"
+url = "{receiver.url('/gone')}"
+secret = "{secret}"
+changes = ["entered"]
+triggers = []
+""")
+        worker = start_worker(SEGSTREAM_CONFIG=str(config))
+        asyncio.run(produce(worker.topic("clicks"), _events(range(12))))
+        wait_until_consumed(worker, worker.topic("clicks"))
+        changes = [orjson.loads(r.value) for r in asyncio.run(read_all(worker.topic("segment-changes"), idle_s=2.0))]
+        fired = [orjson.loads(r.value) for r in asyncio.run(read_all(worker.topic("triggers"), idle_s=2.0))]
+        published = {e["event_id"] for e in changes + fired}
+        assert {c["segment"] for c in changes} == {"buyer"} and len(changes) == 12
+        assert {t["trigger"] for t in fired} == {"hot_lead"} and len(fired) == 12
+
+        # Everything arrives at the healthy and at the flaky endpoint, each id at least once.
+        _wait_for(lambda: set(receiver.ids("/ok", 200)) == published, what="all events at /ok")
+        _wait_for(lambda: set(receiver.ids("/flaky", 200)) == published, what="all events at /flaky, after retries")
+        assert all(r.signature_ok for r in receiver.requests), "every request carries a valid signature"
+        flaky = [r for r in receiver.requests if r.path == "/flaky"]
+        assert len(flaky) >= 2 * len(published)  # one failure, then the delivery, for every id
+        for webhook_id in published:  # retries repeat the id and the body, with a fresh timestamp and signature
+            attempts = [r for r in flaky if r.webhook_id == webhook_id]
+            assert len({r.body for r in attempts}) == 1
+            assert orjson.loads(attempts[0].body)["data"]["event_id"] == webhook_id
+
+        # 410 disables the endpoint: what it wanted goes to the dead-letter topic. The first
+        # batch's attempts were already in flight; after the 410, nothing more is sent to it.
+        letters = []
+
+        def dead_lettered(expected: set[str]):
+            def check() -> bool:
+                records = asyncio.run(read_all(worker.topic("webhooks-dlq"), idle_s=1.0))
+                letters[:] = [orjson.loads(r.value) for r in records]
+                return {letter["webhook_id"] for letter in letters} == expected
+
+            return check
+
+        wanted_by_gone = {c["event_id"] for c in changes}
+        _wait_for(dead_lettered(wanted_by_gone), what="every event for /gone in webhooks-dlq")
+        sent_to_gone = len(receiver.ids("/gone"))
+        asyncio.run(produce(worker.topic("clicks"), _events(range(12, 15))))
+        wait_until_consumed(worker, worker.topic("clicks"))
+        later = {f"w{n:02d}:1" for n in range(12, 15)}  # their 'buyer' entries
+        _wait_for(dead_lettered(wanted_by_gone | later), what="the later events for /gone in webhooks-dlq")
+        assert len(receiver.ids("/gone")) == sent_to_gone
+        assert all(letter["subscriber"] == "gone" and "410" in letter["reason"] for letter in letters)
+        wanted_by_gone |= later
+
+        # The dead letters replay to the endpoint's new address, with their ids.
+        done = subprocess.run([SEGSTREAM, "webhooks", "replay", "--subscriber", "gone", "--url", receiver.url("/moved")],
+                              env=worker.env, capture_output=True, text=True, timeout=120)  # fmt: skip
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert f"{len(wanted_by_gone)} delivered" in done.stdout
+        assert set(receiver.ids("/moved", 200)) == wanted_by_gone
+        assert not worker.errors(), worker.errors()
