@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from app.core.engine import Engine, EngineConfig
+from app.core.profile import build_profile
 from app.core.events import ClickEvent, Reject, decode_message
 from app.core.learner import DriftEvent, Learner
 from app.core.model import ModelSnapshot
@@ -98,16 +99,11 @@ class EmbeddedPipeline:
         out.outcomes.update(result.outcomes)
 
     def profiles(self) -> Iterable[dict[str, Any]]:
-        """Every user's profile as of the stream's last event time."""
+        """Every user's profile (:mod:`app.core.profile`) as of the stream's last event time.
+
+        ``updated_at`` is that event time too, so a replay's output depends only on its input.
+        """
         as_of = self.engine.watermark.max_ts
         model = self.engine.model
         for user_id, state in self.states.items():
-            segment = state.membership.segment
-            yield {
-                "user_id": user_id,
-                "segment": segment,
-                "segment_name": model.name_of(segment) if model else segment,
-                "model_version": state.membership.model_version,
-                "rules": list(state.signals.rules),
-                "features": state.features.snapshot(as_of, self.config.features),
-            }
+            yield build_profile(user_id, state, model, self.config.features, updated_at=as_of, as_of=as_of)
