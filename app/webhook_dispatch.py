@@ -9,7 +9,10 @@ Independent of Faust: the agents hand it events and retry records, and give it
 Retry number ``n`` goes to retry level ``n`` (its own topic), so the records of
 one level are due in about the order they arrive. After ``max_attempts``
 attempts, a non-retryable status, or a disabled endpoint (HTTP 410), the record
-goes to the dead-letter topic with its reason.
+goes to the dead-letter topic with its reason. After ``BREAKER_FAILURES`` retryable
+failures in a row, an endpoint's first attempts go to retry level 1 without being
+sent, so a dead endpoint does not hold every batch of first attempts for its timeout;
+retries still send, and the first success closes the breaker.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from app.webhook_delivery import Attempt
 log = logging.getLogger(__name__)
 
 Record = dict[str, Any]
+BREAKER_FAILURES = 5
 
 
 @dataclass(frozen=True)
@@ -63,6 +67,9 @@ class Dispatcher:
         self._observe, self._clock, self._rng = observe, clock, rng
         self._limits = {name: asyncio.Semaphore(in_flight) for name in self.subscribers}
         self.disabled: dict[str, str] = {}  # subscriber -> why (until the worker restarts)
+        # Circuit breaker: after BREAKER_FAILURES retryable failures in a row, first attempts
+        # go straight to retry level 1 unsent; retries still send, and a success closes it.
+        self._failures: dict[str, int] = {}
 
     async def deliver(self, events: Iterable[dict[str, Any]]) -> None:
         """First attempts for every (event, subscriber) pair wanted, concurrently."""
@@ -71,17 +78,20 @@ class Dispatcher:
              "last_error": None}
             for e in events for s in self.subscribers.values() if s.wants(e)
         ]  # fmt: skip
-        await asyncio.gather(*(self.attempt(record) for record in records))
+        await asyncio.gather(*(self.attempt(record, first=True) for record in records))
 
-    async def attempt(self, record: Record) -> None:
+    async def attempt(self, record: Record, *, first: bool = False) -> None:
         """One attempt of ``record``; then it is delivered, scheduled again, or dead-lettered."""
         subscriber = self.subscribers.get(record["subscriber"])
         if subscriber is None:
             return await self._give_up(record, "subscriber no longer configured")
         if subscriber.name in self.disabled:
             return await self._give_up(record, self.disabled[subscriber.name])
-        async with self._limits[subscriber.name]:
-            result = await self._attempt(subscriber, record["webhook_id"], body_of(record["event"]))
+        result = self._short_circuit(subscriber.name) if first else None
+        if result is None:
+            async with self._limits[subscriber.name]:
+                result = await self._attempt(subscriber, record["webhook_id"], body_of(record["event"]))
+            self._record(subscriber.name, result)
         record = {**record, "attempts": record["attempts"] + 1, "last_error": None if result.outcome == DELIVERED else result.detail}
         if result.outcome == DELIVERED:
             self._observe("delivered")
@@ -100,6 +110,19 @@ class Dispatcher:
         else:
             why = result.detail if result.outcome != RETRY else f"{result.detail} after {record['attempts']} attempts"
             await self._give_up(record, why)
+
+    def _short_circuit(self, name: str) -> Attempt | None:
+        """A failed first attempt without sending, while the endpoint keeps failing; None: send it."""
+        failures = self._failures.get(name, 0)
+        if failures < BREAKER_FAILURES:
+            return None
+        return Attempt(RETRY, None, f"not sent: the endpoint failed its last {failures} attempts (circuit open)")
+
+    def _record(self, name: str, result: Attempt) -> None:
+        if result.outcome == RETRY:
+            self._failures[name] = self._failures.get(name, 0) + 1
+        else:
+            self._failures.pop(name, None)
 
     async def _give_up(self, record: Record, reason: str) -> None:
         self._observe("dead_lettered")

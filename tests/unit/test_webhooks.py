@@ -129,3 +129,15 @@ def test_each_subscriber_gets_only_what_it_wants():
     dispatcher, _, _, _ = _dispatcher(endpoint, subscribers)
     asyncio.run(dispatcher.deliver([CHANGE, TRIGGER]))
     assert sorted(endpoint.calls) == [("carts", "u1:cart_abandon:1"), ("changes", "u1:3")]
+
+
+def test_a_dead_endpoint_trips_the_breaker_for_first_attempts_until_a_retry_succeeds():
+    endpoint = _Endpoint(*[("retry", None, None)] * 5)
+    dispatcher, retries, letters, _ = _dispatcher(endpoint)
+    for n in range(8):  # one at a time, so the count of failures is exact
+        asyncio.run(dispatcher.deliver([{**CHANGE, "event_id": f"u1:{n}"}]))
+    assert len(endpoint.calls) == 5 and len(retries) == 8 and not letters  # three went to level 1 unsent
+    assert "circuit open" in retries[-1][1]["last_error"] and retries[-1][1]["attempts"] == 1
+    asyncio.run(dispatcher.attempt(retries[-1][1]))  # a retry still sends, succeeds, and closes it
+    asyncio.run(dispatcher.deliver([{**CHANGE, "event_id": "u1:9"}]))
+    assert [call[1] for call in endpoint.calls[-2:]] == ["u1:7", "u1:9"]
