@@ -23,6 +23,7 @@ from app.core.model import ModelSnapshot
 from app.core.profile import RULE_PREFIX
 
 DEFAULT_PAGE, MAX_PAGE = 100, 1_000
+MAX_CURSOR = 2**64 - 1  # Redis's SCAN cursors are unsigned 64-bit numbers
 
 
 class ApiError(Exception):
@@ -42,14 +43,28 @@ def check_user_id(user_id: str) -> str:
 
 
 def parse_page(query: Mapping[str, str]) -> tuple[str, int]:
-    """``cursor`` (opaque digits, empty for the first page) and ``limit`` (1 to MAX_PAGE)."""
+    """``cursor`` (opaque digits, empty for the first page) and ``limit`` (1 to MAX_PAGE).
+
+    >>> parse_page({"limit": "²"})  # a digit to str.isdigit, not to int
+    Traceback (most recent call last):
+    ...
+    app.api.ApiError: (400, 'bad_limit', 'limit must be 1 to 1000')
+    """
     cursor = query.get("cursor", "")
-    if cursor and not cursor.isdigit():
+    if cursor and _whole(cursor, MAX_CURSOR) is None:
         raise ApiError(400, "bad_cursor", "cursor must be a value returned as next_cursor")
-    raw = query.get("limit", str(DEFAULT_PAGE))
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_PAGE:
+    limit = _whole(query.get("limit", str(DEFAULT_PAGE)), MAX_PAGE)
+    if not limit:
         raise ApiError(400, "bad_limit", f"limit must be 1 to {MAX_PAGE}")
-    return cursor, int(raw)
+    return cursor, limit
+
+
+def _whole(text: str, most: int) -> int | None:
+    """``text`` as a whole number from 0 to ``most`` (ASCII digits only), else None."""
+    if not (text.isascii() and text.isdigit()) or len(text) > len(str(most)):
+        return None
+    value = int(text)
+    return value if value <= most else None
 
 
 def authorized(header: str | None, token: str) -> bool:

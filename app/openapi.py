@@ -104,7 +104,9 @@ DOCUMENT: dict[str, Any] = {
             "parameters": [
                 {"name": "segment_id", "in": "path", "required": True, "schema": {"type": "string"}},
                 {"name": "cursor", "in": "query", "schema": {"type": "string"}},
-                {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 1000}},
+                {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 1000},
+                 "description": "a hint, as Redis SCAN's COUNT: a page may hold more or fewer users, "
+                                "even none while next_cursor is not null"},
             ],
             "responses": {"200": _json("Members", "one page"), **_ERRORS, "404": _json("Error", "no such segment")},
         }},

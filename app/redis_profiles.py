@@ -6,7 +6,7 @@ Layout (``prefix`` defaults to ``segstream:``):
   profile is listed under, newline-separated) and ``json`` (the profile); expires
   ``ttl_s`` after its last write.
 - ``{prefix}segment:{id}``: sorted set of user ids, scored by when their profile
-  expires, so sizes and pages skip expired users without a sweep.
+  expires. Sizes and pages skip expired users; each write to a segment removes them.
 
 A Lua script writes one profile atomically and refuses it if the stored ``seq``
 is newer: writes that arrive out of order never overwrite newer ones. Every call
@@ -39,7 +39,10 @@ if before then
     if not wanted[id] then redis.call('ZREM', ARGV[6] .. id, ARGV[7]) end
   end
 end
-for id, _ in pairs(wanted) do redis.call('ZADD', ARGV[6] .. id, expires, ARGV[7]) end
+for id, _ in pairs(wanted) do
+  redis.call('ZADD', ARGV[6] .. id, expires, ARGV[7])
+  redis.call('ZREMRANGEBYSCORE', ARGV[6] .. id, '-inf', '(' .. ARGV[5])  -- expired users leave as others arrive
+end
 redis.call('HSET', KEYS[1], 'seq', ARGV[1], 'segs', ARGV[2], 'json', ARGV[3])
 redis.call('EXPIRE', KEYS[1], ARGV[4])
 return 1

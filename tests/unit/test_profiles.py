@@ -144,7 +144,11 @@ def test_bad_user_ids_are_400(user_id):
     assert raised.value.status == 400
 
 
-@pytest.mark.parametrize("query", [{"cursor": "abc"}, {"limit": "0"}, {"limit": "1001"}, {"limit": "-5"}])
+@pytest.mark.parametrize("query", [
+    {"cursor": "abc"}, {"limit": "0"}, {"limit": "1001"}, {"limit": "-5"},
+    {"limit": "²"}, {"cursor": "²"}, {"limit": "9" * 5_000},  # int() refuses these: were a 500
+    {"cursor": str(2**64)},  # past Redis's cursors: was a 503 and a Redis error
+])  # fmt: skip
 def test_bad_pages_are_400(query):
     with pytest.raises(ApiError) as raised:
         parse_page(query)
