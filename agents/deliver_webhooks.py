@@ -18,6 +18,7 @@ import mode
 import orjson
 
 from app import metrics
+from app.cancel_safe import finish_before_cancel
 from app.main import app, settings
 from app.topics import segment_changes, triggers, webhook_retries, webhooks_dlq
 from app.webhook_delivery import WebhookClient
@@ -47,8 +48,9 @@ dispatcher = Dispatcher(
 async def _deliver_published(stream) -> None:
     """First attempts for a batch of published events (segment changes or triggers)."""
     async for batch in stream.take(settings.batch_size, within=settings.batch_within_s):
-        # batch: raw JSON of events segstream itself published
-        await dispatcher.deliver([orjson.loads(raw) for raw in batch])
+        # batch: raw JSON of events segstream itself published. It is acked when this body
+        # is left, a stop included, so its attempts finish first (each within the timeout).
+        await finish_before_cancel(dispatcher.deliver([orjson.loads(raw) for raw in batch]))
 
 
 def _retry_agent(level: int):
@@ -57,9 +59,12 @@ def _retry_agent(level: int):
         async for batch in stream.take(RETRY_BATCH, within=1.0):
             records = [orjson.loads(raw) for raw in batch]
             wait = max(record["not_before"] for record in records) - time.time()
-            if wait > 0:
-                await asyncio.sleep(wait)
-            await asyncio.gather(*(dispatcher.attempt(record) for record in records))
+            try:
+                await asyncio.sleep(max(0.0, wait))
+            except asyncio.CancelledError:  # stopping: put the batch back before it is acked
+                await asyncio.gather(*(_retry(level, record) for record in records))
+                raise
+            await finish_before_cancel(asyncio.gather(*(dispatcher.attempt(record) for record in records)))
 
     return retry_deliveries
 

@@ -14,6 +14,7 @@ from agents.engine import engine
 from agents.learn_segments import model_feed
 from agents.profiles import profile_writer
 from app import metrics
+from app.cancel_safe import finish_before_cancel
 from app.core.deadletter import dead_letter
 from app.core.events import ClickEvent, decode_message
 from app.main import app, settings
@@ -93,23 +94,28 @@ async def segment_users(stream):
     await declare_topics()
     await _check_partitions()
     async for batch in stream.take_events(settings.batch_size, within=settings.batch_within_s):
-        now = time.time()
-        _follow_published_model()
-        _rebuild_deadlines()
-        positions: list[tuple[int, int]] = []
-        events = await _decode(batch, now, positions)
-        # events: validated ClickEvents in partition order, positions[i]: (partition, offset) of events[i]
-        result = engine.process(
-            events, user_states.get, emitted_at=now, stored=user_states.stored, positions=positions,
-            messages=positions,  # a (partition, offset) names its message
-        )
-        # result.touched: user_id -> UserState, whose .applied[0] is the user's clicks partition
-        await _publish(result)
-        for outcome, count in result.outcomes.items():
-            metrics.events.labels(outcome).inc(count)
-        if result.samples:
-            # One message per batch: the learner reads [[vector | null, ts, rfm | null], ...].
-            await model_samples.send(value=orjson.dumps([[s.vector, s.ts, s.rfm] for s in result.samples]))
+        # The batch is acked when this body is left, a stop included: finish it first.
+        await finish_before_cancel(_segment_batch(batch))
+
+
+async def _segment_batch(batch: Sequence[EventT]) -> None:
+    now = time.time()
+    _follow_published_model()
+    _rebuild_deadlines()
+    positions: list[tuple[int, int]] = []
+    events = await _decode(batch, now, positions)
+    # events: validated ClickEvents in partition order, positions[i]: (partition, offset) of events[i]
+    result = engine.process(
+        events, user_states.get, emitted_at=now, stored=user_states.stored, positions=positions,
+        messages=positions,  # a (partition, offset) names its message
+    )
+    # result.touched: user_id -> UserState, whose .applied[0] is the user's clicks partition
+    await _publish(result)
+    for outcome, count in result.outcomes.items():
+        metrics.events.labels(outcome).inc(count)
+    if result.samples:
+        # One message per batch: the learner reads [[vector | null, ts, rfm | null], ...].
+        await model_samples.send(value=orjson.dumps([[s.vector, s.ts, s.rfm] for s in result.samples]))
 
 
 async def _publish(result) -> None:
