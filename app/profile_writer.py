@@ -39,7 +39,7 @@ class ProfileWriter:
         store: ProfileStore,
         build: Callable[[str], dict[str, Any] | None],
         *,
-        chunk: int = 1_000,
+        chunk: int = 250,  # users per round trip; building them holds the event loop (~4 ms)
         max_backoff_s: float = 5.0,
         observe: Callable[[str, float], None] = lambda outcome, value: None,
     ) -> None:

@@ -5,6 +5,7 @@ Layout (``prefix`` defaults to ``segstream:``):
 - ``{prefix}profile:{user_id}``: hash with ``seq``, ``segs`` (the segment ids the
   profile is listed under, newline-separated) and ``json`` (the profile); expires
   ``ttl_s`` after its last write.
+- ``{prefix}model``: the model snapshot the workers predict with (JSON).
 - ``{prefix}segment:{id}``: sorted set of user ids, scored by when their profile
   expires. Sizes and pages skip expired users; each write to a segment removes them.
 
@@ -21,7 +22,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import orjson
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
@@ -58,10 +59,13 @@ class RedisProfileStore:
     ) -> None:  # fmt: skip
         self.url, self.ttl_s, self.timeout_s, self.prefix = url, int(ttl_s), timeout_s, prefix
         self._clock = clock
-        self._redis = Redis.from_url(
-            url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s, retry=Retry(NoBackoff(), 0),
-            health_check_interval=0,
+        # A blocking pool: a burst of lookups waits (up to the timeout) for a connection
+        # instead of failing at once when all are busy.
+        pool = BlockingConnectionPool.from_url(
+            url, max_connections=64, timeout=timeout_s, socket_timeout=timeout_s,
+            socket_connect_timeout=timeout_s, retry=Retry(NoBackoff(), 0), health_check_interval=0,
         )  # fmt: skip
+        self._redis = Redis(connection_pool=pool)
         self._write = self._redis.register_script(_WRITE)
 
     async def close(self) -> None:
@@ -105,6 +109,14 @@ class RedisProfileStore:
                 pipe.zcount(f"{self.prefix}segment:{segment}", f"({now}", "+inf")
             counts = await pipe.execute()
         return dict(zip(segments, counts, strict=True))
+
+    async def put_model(self, model: dict[str, Any]) -> None:
+        """The segment model the workers predict with, for ``segstream api``'s ``/segments``."""
+        await self._redis.set(f"{self.prefix}model", orjson.dumps(model))
+
+    async def get_model(self) -> dict[str, Any] | None:
+        raw = await self._redis.get(f"{self.prefix}model")
+        return None if raw is None else orjson.loads(raw)
 
     async def delete_all(self) -> None:
         """Remove every key under the prefix (tests and rebuilds)."""

@@ -38,6 +38,8 @@ class Settings:
     profiles: bool = True  # keep user profiles in Redis (app/redis_profiles.py)
     profile_ttl_s: float = 30 * 86_400.0  # a profile expires this long after its last write
     api_token: str = ""  # when set, the lookup API wants "Authorization: Bearer <token>"
+    api_port: int = 6067  # `segstream api`, the lookup API in a process of its own
+    worker_url: str = ""  # where `segstream api` asks on a Redis miss (default: this host's web_port)
     webhook_url: str = ""  # one subscriber receiving everything (with webhook_secret)
     webhook_secret: str = ""
     webhook_timeout_s: float = 10.0  # one attempt, connect to last byte

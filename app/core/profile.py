@@ -79,6 +79,11 @@ class ProfileStore(Protocol):
 
     async def sizes(self, segments: Iterable[str]) -> dict[str, int]: ...
 
+    async def put_model(self, model: dict[str, Any]) -> None:
+        """The current model snapshot (``ModelSnapshot.to_dict``), for servers without one."""
+
+    async def get_model(self) -> dict[str, Any] | None: ...
+
 
 @dataclass
 class InMemoryProfileStore:
@@ -86,6 +91,7 @@ class InMemoryProfileStore:
 
     profiles: dict[str, dict[str, Any]] = field(default_factory=dict)
     index: dict[str, dict[str, None]] = field(default_factory=dict)  # segment -> users, in insertion order
+    model: dict[str, Any] | None = None
 
     def write_many(self, profiles: Sequence[dict[str, Any]]) -> tuple[int, int]:
         written = refused = 0
@@ -117,3 +123,9 @@ class InMemoryProfileStore:
 
     async def sizes(self, segments: Iterable[str]) -> dict[str, int]:
         return {segment: len(self.index.get(segment, {})) for segment in segments}
+
+    async def put_model(self, model: dict[str, Any]) -> None:
+        self.model = model
+
+    async def get_model(self) -> dict[str, Any] | None:
+        return self.model

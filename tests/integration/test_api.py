@@ -271,6 +271,40 @@ def test_a_profile_missing_from_redis_comes_from_the_table(fed):
     assert {**profile, "updated_at": None} == {**from_redis.json, "updated_at": None}
 
 
+def test_the_api_process_answers_like_the_worker_and_asks_it_on_a_miss(fed):
+    from tests.kafka_harness import free_port
+
+    port = str(free_port())
+    server = subprocess.Popen([SEGSTREAM, "api"], env={**fed.worker.env, "SEGSTREAM_API_PORT": port},
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT)  # fmt: skip
+    try:
+        poll(lambda: _answers(port, "/readyz"), "segstream api ready")
+        for path in ("/users/alice", "/users/nobody-here", "/segments", "/segments/rule:buyer/users?limit=500",
+                     "/segments/rule:nope/users", "/users/" + "x" * 300):  # fmt: skip
+            mine, theirs = get(port, path), fed.get(path)
+            assert (mine.status, mine.json) == (theirs.status, theirs.json), path
+        fed.contract.check("Profile", get(port, "/users/alice").json)
+        redis = Redis.from_url(REDIS_URL)
+        try:
+            assert redis.delete(f"{fed.prefix}profile:bob") == 1
+        finally:
+            redis.close()
+        reply = get(port, "/users/bob")  # not in Redis: the worker answers from its table
+        assert reply.status == 200 and reply.headers["X-Segstream-Source"] == "table"
+        assert reply.json["seq"] == len(EVENTS["bob"])
+    finally:
+        server.terminate()
+        output = server.communicate(timeout=10)[0].decode()
+    assert "Traceback" not in output, output
+
+
+def _answers(port: str, path: str) -> bool:
+    try:
+        return get(port, path).status == 200
+    except OSError:  # not listening yet
+        return False
+
+
 def test_rebuild_writes_every_profile_back_from_the_changelog(fed):
     """Last in the module: it stops the shared worker."""
     fed.worker.stop()
