@@ -18,6 +18,9 @@ import aiohttp
 import orjson
 from aiohttp import web
 
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from app import metrics
 from app.api import ApiError
 from app.core.model import ModelSnapshot
 from app.lookup import Lookup, Reply
@@ -40,7 +43,8 @@ def build_app(settings: Any) -> web.Application:
             model_cache[:] = [time.monotonic(), ModelSnapshot.from_dict(doc) if doc else None]
         return model_cache[1]
 
-    lookup = Lookup(store, rules=settings.engine.rules.segments, token=settings.api_token, model=current_model)
+    lookup = Lookup(store, rules=settings.engine.rules.segments, token=settings.api_token, model=current_model,
+                    on_store_error=metrics.redis_errors.labels("read").inc)  # fmt: skip
     session: list[aiohttp.ClientSession] = []
 
     async def from_worker(user_id: str, authorization: str | None) -> Reply:
@@ -48,8 +52,8 @@ def build_app(settings: Any) -> web.Application:
         try:
             async with session[0].get(f"{worker_url}/users/{quote(user_id, safe='')}", headers=headers) as response:
                 body = orjson.loads(await response.read())
-                source = response.headers.get("X-Segstream-Source")
-                return Reply(response.status, body, {"X-Segstream-Source": source} if source else None)
+                source = response.headers.get("X-Segstream-Source")  # the worker's: redis or table
+                return Reply(response.status, body, {"X-Segstream-Source": f"worker:{source}"} if source else None)
         except (aiohttp.ClientError, asyncio.TimeoutError, orjson.JSONDecodeError):
             error = ApiError(503, "unavailable", "not in Redis, and no worker answers at worker_url")
             return Reply(503, error.body())
@@ -80,6 +84,10 @@ def build_app(settings: Any) -> web.Application:
 
     openapi_body = orjson.dumps(DOCUMENT)
 
+    async def prometheus(request: web.Request) -> web.Response:
+        # This process's own: segstream_redis_errors_total{op="read"} counts its failed reads.
+        return web.Response(body=generate_latest(metrics.registry), content_type=CONTENT_TYPE_LATEST.split(";")[0])
+
     async def openapi(request: web.Request) -> web.Response:
         return web.Response(body=openapi_body, content_type="application/json")
 
@@ -98,6 +106,7 @@ def build_app(settings: Any) -> web.Application:
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/openapi.json", openapi)
+    app.router.add_get("/metrics", prometheus)
     return app
 
 

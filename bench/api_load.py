@@ -19,7 +19,8 @@ with ``--unknown-share`` of ids that exist nowhere (404), or one fixed ``--path`
 The first ``--warmup`` seconds are sent the same way and dropped. The summary goes
 to ``--out`` as JSON: percentiles in milliseconds for each class of request (known
 ids, unknown ids), status counts, the ``X-Segstream-Source`` of every 200, the
-achieved rate, the send lag, this process's CPU, and the slowest requests with
+achieved rate, the send lag, this process's CPU and how long its main thread waited
+for a CPU (run-queue wait, /proc/self/schedstat), and the slowest requests with
 their time into the run.
 
     python -m bench.api_load --base-url http://127.0.0.1:PORT --ids FILE --rate 1000 --seconds 20 --out FILE
@@ -134,7 +135,18 @@ def percentiles(ms: np.ndarray) -> dict[str, float | None]:
             "mean": float(ms.mean())}  # fmt: skip
 
 
-def summarise(args: argparse.Namespace, runs: dict, unknown: np.ndarray, cpu_s: float, wall_s: float) -> dict:
+def runq_wait_s(pid: int | str = "self") -> float | None:
+    """Seconds the main thread of ``pid`` has waited, runnable, for a CPU (/proc/<pid>/schedstat); None if unknown."""
+    try:
+        with open(f"/proc/{pid}/schedstat") as stat:
+            return int(stat.read().split()[1]) / 1e9
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def summarise(
+    args: argparse.Namespace, runs: dict, unknown: np.ndarray, cpu_s: float, wall_s: float, runq_s: float | None
+) -> dict:
     due, started, sent, done, status, source = (runs[k] for k in ("due", "started", "sent", "done", "status", "source"))
     measured = due >= args.warmup
     finished = ~np.isnan(done)  # failures included, at their time to failure
@@ -147,6 +159,7 @@ def summarise(args: argparse.Namespace, runs: dict, unknown: np.ndarray, cpu_s: 
         "achieved_rate": float((measured.sum() - 1) / span) if span > 0 else None,
         "send_lag_ms": percentiles(lag[measured & finished]),
         "client_cpu_per_wall": cpu_s / wall_s,
+        "client_runq_wait_per_wall": None if runq_s is None else runq_s / wall_s,
         "failures": dict(runs["failures"]),
         "measured_from_epoch": runs["start_epoch"] + args.warmup,
         "classes": {},
@@ -189,10 +202,11 @@ def main(argv: list[str] | None = None) -> int:
     paths, unknown = plan(args)
     gc.collect()
     gc.freeze()  # the plan is long-lived: keep the collector off it while sending
-    cpu, wall = time.process_time(), time.perf_counter()
+    cpu, wall, runq = time.process_time(), time.perf_counter(), runq_wait_s()
     runs = asyncio.run(load(args, paths))
     cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
-    summary = summarise(args, runs, unknown, cpu, wall)
+    runq = None if runq is None or runq_wait_s() is None else runq_wait_s() - runq
+    summary = summarise(args, runs, unknown, cpu, wall, runq)
     if args.raw:
         np.savez(args.raw, unknown=unknown, **{k: v for k, v in runs.items() if isinstance(v, np.ndarray)},
                  start_epoch=runs["start_epoch"], warmup=args.warmup)  # fmt: skip

@@ -290,7 +290,7 @@ def test_the_api_process_answers_like_the_worker_and_asks_it_on_a_miss(fed):
         finally:
             redis.close()
         reply = get(port, "/users/bob")  # not in Redis: the worker answers from its table
-        assert reply.status == 200 and reply.headers["X-Segstream-Source"] == "table"
+        assert reply.status == 200 and reply.headers["X-Segstream-Source"] == "worker:table"
         assert reply.json["seq"] == len(EVENTS["bob"])
     finally:
         server.terminate()
