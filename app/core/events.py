@@ -303,8 +303,8 @@ def format_ts(ts: float) -> str:
     >>> format_ts(1767225600.25)
     '2026-01-01T00:00:00.250Z'
     """
-    # Every change and trigger carries one, so it is built from a cached whole second
-    # plus the milliseconds. The fraction is rounded to microseconds first, as
+    # Every change, trigger and profile interaction carries one, so it is built from a
+    # cached date plus arithmetic (UTC has no leap seconds in Unix time). The fraction is rounded to microseconds first, as
     # datetime.fromtimestamp does, so both agree to the last digit (a test checks).
     fraction, whole = math.modf(ts)
     micros = round(fraction * 1e6)
@@ -312,9 +312,12 @@ def format_ts(ts: float) -> str:
         whole, micros = whole - 1, micros + 1_000_000
     elif micros >= 1_000_000:
         whole, micros = whole + 1, micros - 1_000_000
-    return f"{_utc_second(int(whole))}.{micros // 1000:03d}Z"
+    day, second = divmod(int(whole), 86_400)
+    hour, second = divmod(second, 3_600)
+    minute, second = divmod(second, 60)
+    return f"{_utc_day(day)}T{hour:02d}:{minute:02d}:{second:02d}.{micros // 1000:03d}Z"
 
 
-@lru_cache(maxsize=4096)
-def _utc_second(second: int) -> str:
-    return datetime.fromtimestamp(second, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+@lru_cache(maxsize=1024)
+def _utc_day(day: int) -> str:
+    return datetime.fromtimestamp(day * 86_400, timezone.utc).strftime("%Y-%m-%d")
