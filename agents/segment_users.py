@@ -7,6 +7,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import orjson
 from faust.types import EventT
 
@@ -17,6 +18,7 @@ from app import metrics
 from app.cancel_safe import finish_before_cancel
 from app.core.deadletter import dead_letter
 from app.core.events import ClickEvent, decode_message
+from app.core.features import OK
 from app.main import app, settings
 from app.model_feed import CURRENT
 from app.record_batches import BatchSender
@@ -99,7 +101,7 @@ async def segment_users(stream):
 
 
 async def _segment_batch(batch: Sequence[EventT]) -> None:
-    now = time.time()
+    started, now = time.perf_counter(), time.time()
     _follow_published_model()
     _rebuild_deadlines()
     positions: list[tuple[int, int]] = []
@@ -112,10 +114,13 @@ async def _segment_batch(batch: Sequence[EventT]) -> None:
     # result.touched: user_id -> UserState, whose .applied[0] is the user's clicks partition
     await _publish(result)
     for outcome, count in result.outcomes.items():
-        metrics.events.labels(outcome).inc(count)
+        metrics.events.labels("valid" if outcome == OK else outcome).inc(count)
+    metrics.event_lag_seconds.observe_many(now - np.fromiter((event.ts for event in events), float, len(events)))
     if result.samples:
         # One message per batch: the learner reads [[vector | null, ts, rfm | null], ...].
         await model_samples.send(value=orjson.dumps([[s.vector, s.ts, s.rfm] for s in result.samples]))
+    metrics.batch_events.observe(len(batch))
+    metrics.batch_seconds.observe(time.perf_counter() - started)
 
 
 async def _publish(result) -> None:

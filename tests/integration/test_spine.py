@@ -77,7 +77,11 @@ def test_bad_messages_go_to_the_dead_letter_topic_and_good_ones_are_processed(st
     port = worker.env["SEGSTREAM_WEB_PORT"]
     scrape = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
     assert 'segstream_events_total{outcome="dlq"} 4.0' in scrape
-    assert 'segstream_events_total{outcome="ok"} 3.0' in scrape
+    assert 'segstream_events_total{outcome="valid"} 3.0' in scrape
+    assert "segstream_batch_events_count" in scrape and "segstream_batch_seconds_sum" in scrape
+    # three valid events dated 2026-01-01: months before now, all in the last bucket but +Inf
+    assert 'segstream_event_lag_seconds_bucket{le="86400.0"} 0.0' in scrape
+    assert 'segstream_event_lag_seconds_bucket{le="+Inf"} 3.0' in scrape
 
 
 def test_same_file_gives_same_changes_through_kafka_and_replay(start_worker, tmp_path):
