@@ -62,6 +62,7 @@ class Settings:
     model_file: str = ""
     idle_after_s: float = 30.0  # no clicks for this long (wall time): the watermark advances anyway
     log_level: str = "info"
+    log_format: str = "text"  # "json": one JSON object a line (app/logs.py)
     engine: EngineConfig = field(default_factory=EngineConfig)
 
     def topic(self, name: str) -> str:
@@ -98,6 +99,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         )
     except RuleError as exc:
         raise SystemExit(f"segstream: invalid rule in [rules]: {exc}") from None
+    if values.get("log_format", "text") not in ("text", "json"):
+        raise SystemExit(f"segstream: log_format must be text or json, got {values['log_format']!r}")
     values["webhooks"] = webhooks_config(subscribers, values.get("webhook_url", ""), values.get("webhook_secret", ""))
     if values.get("webhook_max_attempts", 8) < 1:
         raise SystemExit("segstream: webhook_max_attempts must be at least 1")

@@ -17,7 +17,11 @@ def run(args: argparse.Namespace) -> int:
     from app.main import app, settings
 
     import_agents()
-    worker = Worker(app, loglevel=args.loglevel or settings.log_level)
+    from app.logs import json_logging_config
+
+    level = args.loglevel or settings.log_level
+    config = json_logging_config(level) if settings.log_format == "json" else None
+    worker = Worker(app, loglevel=level, logging_config=config)
     worker.execute_from_commandline()  # returns when the worker stops (SIGINT/SIGTERM)
     return 0
 
