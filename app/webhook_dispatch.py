@@ -25,7 +25,8 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from app.core.webhooks import DELIVERED, DISABLE, RETRY, Subscriber, backoff_s, body_of, now_iso
+from app.core.events import format_ts
+from app.core.webhooks import DELIVERED, DISABLE, RETRY, Subscriber, backoff_s, body_of
 from app.webhook_delivery import Attempt
 
 log = logging.getLogger(__name__)
@@ -126,4 +127,4 @@ class Dispatcher:
 
     async def _give_up(self, record: Record, reason: str) -> None:
         self._observe("dead_lettered")
-        await self._dead_letter({**record, "reason": reason, "failed_at": now_iso()})
+        await self._dead_letter({**record, "reason": reason, "failed_at": format_ts(self._clock())})

@@ -31,7 +31,7 @@ import hashlib
 import hmac
 import random
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import timezone
 from email.utils import parsedate_to_datetime
 from typing import Any
 
@@ -150,7 +150,3 @@ def backoff_s(attempt: int, base_s: float, max_s: float, retry_after: float | No
     ceiling = min(max_s, base_s * 2.0 ** (attempt - 1))
     delay = (rng or random).uniform(0.0, ceiling)
     return max(delay, retry_after) if retry_after is not None else delay
-
-
-def now_iso() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
