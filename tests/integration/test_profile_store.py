@@ -52,6 +52,18 @@ async def store(request):
         await store.close()
 
 
+@pytest.fixture
+async def clocked():
+    """A Redis store on a settable clock (starting at 1,000,000 s), and that clock."""
+    clock = Clock(1_000_000.0)
+    store = _redis_store(clock=clock)
+    try:
+        yield store, clock
+    finally:
+        await asyncio.wait_for(store.delete_all(), GUARD_S)
+        await store.close()
+
+
 async def _all_members(store, segment: str, count: int) -> tuple[list[str], int]:
     """Every user of ``segment``, page by page, as listed (repeats kept), and the number of pages."""
     listed, cursor, pages = [], "", 0
@@ -131,41 +143,31 @@ async def test_a_profile_key_expires_ttl_s_after_its_write():
         await redis.aclose()
 
 
-async def test_expired_entries_are_neither_counted_nor_listed():
-    clock = Clock(1_000_000.0)
-    store = _redis_store(clock=clock)
-    try:
-        await store.write([_profile("old", 1, "c1", ("vip",))])  # index entry expires at 1_003_600
-        clock.now += TTL_S / 2
-        await store.write([_profile("fresh", 1, "c1", ("vip",))])  # expires at 1_005_400
-        assert await store.sizes(["c1", "rule:vip"]) == {"c1": 2, "rule:vip": 2}
-        clock.now = 1_000_000.0 + TTL_S + 1
-        assert await store.sizes(["c1", "rule:vip"]) == {"c1": 1, "rule:vip": 1}
-        assert (await _all_members(store, "c1", 10))[0] == ["fresh"]
-        assert (await _all_members(store, "rule:vip", 10))[0] == ["fresh"]
-        clock.now += TTL_S
-        assert await store.sizes(["c1"]) == {"c1": 0}
-        assert (await _all_members(store, "c1", 10))[0] == []
-    finally:
-        await store.delete_all()
-        await store.close()
+async def test_expired_entries_are_neither_counted_nor_listed(clocked):
+    store, clock = clocked
+    await store.write([_profile("old", 1, "c1", ("vip",))])  # index entry expires at 1_003_600
+    clock.now += TTL_S / 2
+    await store.write([_profile("fresh", 1, "c1", ("vip",))])  # expires at 1_005_400
+    assert await store.sizes(["c1", "rule:vip"]) == {"c1": 2, "rule:vip": 2}
+    clock.now = 1_000_000.0 + TTL_S + 1
+    assert await store.sizes(["c1", "rule:vip"]) == {"c1": 1, "rule:vip": 1}
+    assert (await _all_members(store, "c1", 10))[0] == ["fresh"]
+    assert (await _all_members(store, "rule:vip", 10))[0] == ["fresh"]
+    clock.now += TTL_S
+    assert await store.sizes(["c1"]) == {"c1": 0}
+    assert (await _all_members(store, "c1", 10))[0] == []
 
 
-async def test_a_write_to_a_segment_removes_its_expired_entries():
-    clock = Clock(1_000_000.0)
-    store = _redis_store(clock=clock)
+async def test_a_write_to_a_segment_removes_its_expired_entries(clocked):
+    store, clock = clocked
+    await store.write([_profile("gone", 1, "c1"), _profile("stays", 1, "c1")])
+    clock.now += TTL_S + 1  # both expired; the next write to c1 sweeps them out of its index
+    await store.write([_profile("new", 1, "c1")])
+    redis = Redis.from_url(REDIS_URL)
     try:
-        await store.write([_profile("gone", 1, "c1"), _profile("stays", 1, "c1")])
-        clock.now += TTL_S + 1  # both expired; the next write to c1 sweeps them out of its index
-        await store.write([_profile("new", 1, "c1")])
-        redis = Redis.from_url(REDIS_URL)
-        try:
-            assert await redis.zrange(f"{store.prefix}segment:c1", 0, -1) == [b"new"]
-        finally:
-            await redis.aclose()
+        assert await redis.zrange(f"{store.prefix}segment:c1", 0, -1) == [b"new"]
     finally:
-        await store.delete_all()
-        await store.close()
+        await redis.aclose()
 
 
 # --- The writer against a Redis that stops answering or is gone ---------------------------------
