@@ -18,8 +18,6 @@ import aiohttp
 import orjson
 from aiohttp import web
 
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-
 from app import metrics
 from app.api import ApiError
 from app.core.model import ModelSnapshot
@@ -86,7 +84,7 @@ def build_app(settings: Any) -> web.Application:
 
     async def prometheus(request: web.Request) -> web.Response:
         # This process's own: segstream_redis_errors_total{op="read"} counts its failed reads.
-        return web.Response(body=generate_latest(metrics.registry), content_type=CONTENT_TYPE_LATEST.split(";")[0])
+        return web.Response(body=metrics.scrape(), content_type=metrics.CONTENT_TYPE)
 
     async def openapi(request: web.Request) -> web.Response:
         return web.Response(body=openapi_body, content_type="application/json")

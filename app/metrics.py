@@ -8,10 +8,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import HistogramMetricFamily
 
 registry = CollectorRegistry()
+CONTENT_TYPE = CONTENT_TYPE_LATEST.split(";")[0]  # the text format, as both web servers send it
+
+
+def scrape() -> bytes:
+    """This process's metrics in the Prometheus text format."""
+    return generate_latest(registry)
 
 events = Counter(
     "segstream_events", "Click events by outcome: valid, late, duplicate, redelivered, dlq.", ["outcome"], registry=registry

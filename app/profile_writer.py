@@ -1,7 +1,7 @@
 """Keeps the profile store up to date, off the clicks path.
 
-The clicks agent only marks which users changed (:meth:`ProfileWriter.mark`); a
-timer calls :meth:`ProfileWriter.flush`, which builds their profiles from the
+The clicks agent only marks which users changed (:meth:`ProfileWriter.mark`); the
+``write_profiles`` task calls :meth:`ProfileWriter.flush` every 0.25 s, which builds their profiles from the
 current state and writes them in one pipelined round trip per chunk. A user
 marked several times before a flush is written once, with their latest state.
 

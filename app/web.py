@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import orjson
 from faust.exceptions import SameNode
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from agents.engine import engine
 from agents.profiles import profile_of, profile_store
@@ -83,4 +82,4 @@ async def openapi(self, request):
 
 @app.page("/metrics")
 async def prometheus_metrics(self, request):
-    return self.bytes(generate_latest(metrics.registry), content_type=CONTENT_TYPE_LATEST.split(";")[0])
+    return self.bytes(metrics.scrape(), content_type=metrics.CONTENT_TYPE)

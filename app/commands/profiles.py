@@ -39,11 +39,12 @@ async def rebuild(settings, *, clear: bool = False) -> tuple[int, int, int]:
     """Read the changelog, then write its users' profiles; returns (written, refused, users)."""
     from app.core.profile import build_profile
     from app.redis_profiles import RedisProfileStore
+    from app.topic_reader import latest_by_key
     from tables.codecs import decode_model, decode_state
 
     bootstrap = settings.broker.removeprefix("kafka://")
-    states = await _latest(bootstrap, f"{settings.app_id}-user_to_state-changelog")
-    models = await _latest(bootstrap, settings.topic("segment-model"))
+    states = await latest_by_key(bootstrap, f"{settings.app_id}-user_to_state-changelog")
+    models = await latest_by_key(bootstrap, settings.topic("segment-model"))
     model = decode_model(models[b"current"]) if models.get(b"current") else None
     store = RedisProfileStore(settings.redis_url, ttl_s=settings.profile_ttl_s, timeout_s=max(settings.redis_timeout_s, 5.0),
                               prefix=settings.redis_prefix)  # fmt: skip
@@ -61,39 +62,3 @@ async def rebuild(settings, *, clear: bool = False) -> tuple[int, int, int]:
     finally:
         await store.close()
     return written, refused, len(live)
-
-
-async def _latest(bootstrap: str, topic: str) -> dict[bytes, bytes | None]:
-    """Each key's latest value in ``topic``, read from the start to the end it has now."""
-    latest: dict[bytes, bytes | None] = {}
-    async for record in _read_to_end(bootstrap, topic):
-        latest[record.key] = record.value
-    return latest
-
-
-async def _latest_records(bootstrap: str, topic: str) -> list[bytes]:
-    """Every value in ``topic``, from the start to the end it has now (partition by partition)."""
-    return [record.value async for record in _read_to_end(bootstrap, topic)]
-
-
-async def _read_to_end(bootstrap: str, topic: str):
-    from aiokafka import AIOKafkaConsumer
-
-    # Subscribed without a group: the consumer owns every partition, and commits nothing.
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, enable_auto_commit=False,
-                                auto_offset_reset="earliest")  # fmt: skip
-    await consumer.start()
-    try:
-        partitions = sorted(consumer.assignment())
-        if not partitions:
-            return
-        await consumer.seek_to_beginning(*partitions)
-        ends = await consumer.end_offsets(partitions)
-        while [tp for tp, end in ends.items() if await consumer.position(tp) < end]:
-            batches = await consumer.getmany(*partitions, timeout_ms=1_000, max_records=10_000)
-            for tp, records in batches.items():
-                for record in records:
-                    if record.offset < ends[tp]:
-                        yield record
-    finally:
-        await consumer.stop()

@@ -36,12 +36,13 @@ def run(args: argparse.Namespace) -> int:
 async def replay(settings, *, subscriber: str | None = None, url: str | None = None) -> tuple[int, int, int]:
     import orjson
 
-    from app.commands.profiles import _latest_records
     from app.core.webhooks import DELIVERED, RETRY, backoff_s, body_of
+    from app.topic_reader import read_to_end
     from app.webhook_delivery import WebhookClient
 
     subscribers = {s.name: s for s in settings.webhooks}
-    records = await _latest_records(settings.broker.removeprefix("kafka://"), settings.topic("webhooks-dlq"))
+    letters = read_to_end(settings.broker.removeprefix("kafka://"), settings.topic("webhooks-dlq"))
+    records = [letter.value async for letter in letters]
     delivered = failed = skipped = 0
     async with WebhookClient(timeout_s=settings.webhook_timeout_s) as client:
         for raw in records:
