@@ -1,4 +1,4 @@
-"""The worker's profile store and writer, shared by the clicks agent, the writer timer and the API."""
+"""The worker's profile store and writer, shared by the clicks agent, the write_profiles task and the API."""
 
 from __future__ import annotations
 
@@ -13,9 +13,7 @@ from app.profile_writer import ProfileWriter
 from app.redis_profiles import RedisProfileStore
 from tables.user_state import user_states
 
-profile_store = RedisProfileStore(
-    settings.redis_url, ttl_s=settings.profile_ttl_s, timeout_s=settings.redis_timeout_s, prefix=settings.redis_prefix
-)
+profile_store = RedisProfileStore.from_settings(settings)
 
 
 def profile_of(user_id: str) -> dict[str, Any] | None:

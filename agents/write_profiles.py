@@ -1,8 +1,9 @@
 """``write_profiles``: the profiles of users the clicks agent changed, to Redis.
 
-A loop of its own, not a step of the clicks agent: Redis being slow or down delays the
-profiles (the backlog metric shows by how much), never the clicks. The model the worker predicts with goes to Redis too, when its
-version changes: ``segstream api`` lists segments from it.
+A loop of its own, not a step of the clicks agent: Redis being slow or down delays
+the profiles (the backlog metric shows by how much), never the clicks. The model the
+worker predicts with goes to Redis too, when its version changes: ``segstream api``
+lists segments from it.
 """
 
 from __future__ import annotations

@@ -30,8 +30,7 @@ MODEL_TTL_S = 1.0  # how long the model read from Redis is reused
 
 def build_app(settings: Any) -> web.Application:
     """The aiohttp application for ``settings`` (clients open on start-up, close on clean-up)."""
-    store = RedisProfileStore(settings.redis_url, ttl_s=settings.profile_ttl_s, timeout_s=settings.redis_timeout_s,
-                              prefix=settings.redis_prefix)  # fmt: skip
+    store = RedisProfileStore.from_settings(settings)
     worker_url = (settings.worker_url or f"http://127.0.0.1:{settings.web_port}").rstrip("/")
     model_cache: list[Any] = [0.0, None]  # read at, snapshot
 

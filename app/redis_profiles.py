@@ -68,6 +68,12 @@ class RedisProfileStore:
         self._redis = Redis(connection_pool=pool)
         self._write = self._redis.register_script(_WRITE)
 
+    @classmethod
+    def from_settings(cls, settings: Any, *, min_timeout_s: float = 0.0) -> RedisProfileStore:
+        """The store ``settings`` describe; ``min_timeout_s`` for batch commands that can wait longer."""
+        return cls(settings.redis_url, ttl_s=settings.profile_ttl_s, prefix=settings.redis_prefix,
+                   timeout_s=max(settings.redis_timeout_s, min_timeout_s))  # fmt: skip
+
     async def close(self) -> None:
         await self._redis.aclose()
 

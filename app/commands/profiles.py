@@ -46,8 +46,7 @@ async def rebuild(settings, *, clear: bool = False) -> tuple[int, int, int]:
     states = await latest_by_key(bootstrap, f"{settings.app_id}-user_to_state-changelog")
     models = await latest_by_key(bootstrap, settings.topic("segment-model"))
     model = decode_model(models[b"current"]) if models.get(b"current") else None
-    store = RedisProfileStore(settings.redis_url, ttl_s=settings.profile_ttl_s, timeout_s=max(settings.redis_timeout_s, 5.0),
-                              prefix=settings.redis_prefix)  # fmt: skip
+    store = RedisProfileStore.from_settings(settings, min_timeout_s=5.0)
     written = refused = 0
     try:
         if clear:
