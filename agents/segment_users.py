@@ -11,7 +11,7 @@ import numpy as np
 import orjson
 from faust.types import EventT
 
-from agents.engine import engine
+from agents.engine import engine, segment_sizes
 from agents.learn_segments import model_feed
 from agents.profiles import profile_writer
 from app import metrics
@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 change_sender = BatchSender()
 trigger_sender = BatchSender()
 last_click_at: dict[int, float] = {}  # partition -> wall time of its latest click (idle advance)
-_deadlines_stale = True  # the deadline index must be rebuilt from the table (start, rebalance)
+_index_stale = True  # the deadline index and segment sizes must be rebuilt from the table (start, rebalance)
 
 
 def _load_model_file() -> None:
@@ -103,7 +103,7 @@ async def segment_users(stream):
 async def _segment_batch(batch: Sequence[EventT]) -> None:
     started, now = time.perf_counter(), time.time()
     _follow_published_model()
-    _rebuild_deadlines()
+    _reindex()
     positions: list[tuple[int, int]] = []
     events = await _decode(batch, now, positions)
     # events: validated ClickEvents in partition order, positions[i]: (partition, offset) of events[i]
@@ -129,6 +129,7 @@ async def _publish(result) -> None:
     metrics.state_bytes.inc(await user_states.write(touched))
     if settings.profiles:
         profile_writer.mark(touched)  # written by write_profiles, off this path
+    segment_sizes.apply(result.changes)
     for change in result.changes:
         metrics.segment_changes.labels(change["kind"]).inc()
     for trigger in result.triggers:
@@ -146,14 +147,14 @@ async def _publish(result) -> None:
         )
 
 
-def _rebuild_deadlines() -> None:
-    """After a start or a rebalance, index the deadlines of every user this worker now owns."""
-    global _deadlines_stale
-    if not _deadlines_stale:
+def _reindex() -> None:
+    """After a start or a rebalance, index the deadlines and count the segments of every user this worker owns."""
+    global _index_stale
+    if not _index_stale:
         return
-    _deadlines_stale = False
+    _index_stale = False
     engine.deadlines.clear()
-    scheduled = user_states.schedule_deadlines(engine.deadlines, settings.engine.rules.triggers)
+    scheduled = user_states.reindex(engine.deadlines, settings.engine.rules.triggers, segment_sizes)
     log.info("deadline index rebuilt: %d users with a pending trigger", scheduled)
 
 
@@ -162,7 +163,7 @@ async def advance_idle_watermark() -> None:
     """Let deadlines fire when clicks stop: see "Idle advance" in the README."""
     if not tables_ready():  # no rebuild from a half-read changelog
         return
-    _rebuild_deadlines()
+    _reindex()
     if not last_click_at:
         return
     now = time.time()
@@ -179,18 +180,18 @@ async def advance_idle_watermark() -> None:
 
 @app.on_partitions_revoked.connect
 async def _forget_partitions(app, revoked, **kwargs) -> None:  # noqa: ARG001 - Faust signal signature
-    global _deadlines_stale
+    global _index_stale
     gone = [tp.partition for tp in revoked if tp.topic == clicks.get_topic_name()]
     engine.watermark.forget(gone)
     for partition in gone:  # not a changelog's or model-samples' partition of the same number
         last_click_at.pop(partition, None)
-    _deadlines_stale = True
+    _index_stale = True
 
 
 @app.on_partitions_assigned.connect
 async def _index_new_partitions(app, assigned, **kwargs) -> None:  # noqa: ARG001
-    global _deadlines_stale
-    _deadlines_stale = True  # rebuilt at the next batch or tick, once the table has recovered
+    global _index_stale
+    _index_stale = True  # rebuilt at the next batch or tick, once the table has recovered
     now = time.time()
     for tp in assigned:  # a partition that stays silent from now on counts as idle in time
         if tp.topic == clicks.get_topic_name():

@@ -15,7 +15,7 @@ settings: Settings = load_settings()
 
 def create_app(config: Settings) -> faust.App:
     """The Faust app for ``config``. The app id and table names are a storage schema."""
-    return faust.App(
+    app = faust.App(
         config.app_id,
         broker=config.broker,
         store=config.store,
@@ -37,6 +37,11 @@ def create_app(config: Settings) -> faust.App:
         web_enabled=True,
         autodiscover=False,
     )
+    if config.faust_metrics:
+        from app import metrics
+
+        app.monitor = metrics.faust_monitor()
+    return app
 
 
 app = create_app(settings)

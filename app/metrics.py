@@ -5,11 +5,12 @@ Labels never carry user ids.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
+from functools import cache
 
 import numpy as np
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.core import HistogramMetricFamily
+from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily
 
 registry = CollectorRegistry()
 CONTENT_TYPE = CONTENT_TYPE_LATEST.split(";")[0]  # the text format, as both web servers send it
@@ -102,3 +103,55 @@ event_lag_seconds = BulkHistogram(
     "segstream_event_lag_seconds", "Processing time minus event time, per valid event.",
     (0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3_600.0, 86_400.0), registry,
 )  # fmt: skip
+
+
+class CallbackGauge:
+    """A labelled gauge read from its owner at scrape time, so the hot path updates nothing here.
+
+    >>> registry_ = CollectorRegistry()
+    >>> users = CallbackGauge("users", "Users.", ("kind", "segment"), registry_)
+    >>> users.follow(lambda: [(("cluster", "s1"), 3)])
+    >>> registry_.get_sample_value("users", {"kind": "cluster", "segment": "s1"})
+    3.0
+    """
+
+    def __init__(self, name: str, documentation: str, labels: Sequence[str], registry: CollectorRegistry) -> None:
+        self.name, self.documentation, self.labels = name, documentation, list(labels)
+        self._read: Callable[[], Iterable[tuple[Sequence[str], float]]] = lambda: ()
+        registry.register(self)
+
+    def follow(self, read: Callable[[], Iterable[tuple[Sequence[str], float]]]) -> None:
+        self._read = read
+
+    def collect(self):
+        family = GaugeMetricFamily(self.name, self.documentation, labels=self.labels)
+        for label_values, value in self._read():
+            family.add_metric(list(label_values), float(value))
+        yield family
+
+
+segment_users = CallbackGauge(
+    "segstream_segment_users", "Users per segment among this worker's states; sum over workers for the whole.",
+    ("kind", "segment"), registry,
+)  # fmt: skip
+
+
+@cache
+def faust_monitor():
+    """Faust's own Prometheus sensor (consumer, producer, tables, rebalances), as ``faust_*`` metrics."""
+    from faust.sensors.prometheus import FaustMetrics, PrometheusMonitor
+
+    return PrometheusMonitor(metrics=FaustMetrics.create(registry, "faust"))
+
+
+# Every known label value starts at 0, so rate() and dashboards see a series before the first event.
+for _outcome in ("valid", "late", "duplicate", "redelivered", "dlq"):
+    events.labels(_outcome)
+for _kind in ("cluster", "rule"):
+    segment_changes.labels(_kind)
+for _outcome in ("written", "refused"):
+    profile_writes.labels(_outcome)
+for _op in ("write", "read"):
+    redis_errors.labels(_op)
+for _outcome in ("delivered", "retried", "disabled", "dead_lettered"):
+    webhook_deliveries.labels(_outcome)

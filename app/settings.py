@@ -63,6 +63,7 @@ class Settings:
     idle_after_s: float = 30.0  # no clicks for this long (wall time): the watermark advances anyway
     log_level: str = "info"
     log_format: str = "text"  # "json": one JSON object a line (app/logs.py)
+    faust_metrics: bool = True  # Faust's own Prometheus sensor (faust_* metrics) on /metrics
     engine: EngineConfig = field(default_factory=EngineConfig)
 
     def topic(self, name: str) -> str:

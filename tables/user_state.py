@@ -14,6 +14,7 @@ from collections import OrderedDict
 
 import orjson
 
+from app.core.segment_sizes import SegmentSizes
 from app.core.state import UserState
 from app.main import app, settings
 from app.record_batches import BatchSender
@@ -56,15 +57,18 @@ class UserStateCache:
         inner = getattr(store, "data", None)
         return inner if isinstance(inner, dict) else store
 
-    def schedule_deadlines(self, index, triggers) -> int:
-        """Put every stored user with a pending trigger deadline into ``index``; returns how many.
+    def reindex(self, deadlines, triggers, sizes: SegmentSizes) -> int:
+        """Rebuild the deadline index and the segment sizes from every stored user; returns deadlines scheduled.
 
-        Runs after a start or a rebalance: the deadlines live in the states, which
-        the changelog restored. Only states with an open cart or a due entry are decoded.
+        Runs after a start or a rebalance: the deadlines and memberships live in the
+        states, which the changelog restored. Each record is parsed once; only states
+        with an open cart or a due entry are decoded whole.
         """
         scheduled = 0
+        sizes.clear()
         for key, raw in self._local().items():
             record = orjson.loads(raw)
+            sizes.count(record)
             signals = record[4] if len(record) > 4 else None
             if not signals or not (signals[2] or signals[3]):  # no open cart, nothing due
                 continue
@@ -72,7 +76,7 @@ class UserStateCache:
             state = self._states.get(user_id) or UserState.from_record(record)  # decoded once
             due = state.signals.next_due(triggers)
             if due is not None:
-                index.schedule(user_id, due)
+                deadlines.schedule(user_id, due)
                 scheduled += 1
         return scheduled
 

@@ -5,10 +5,13 @@ from __future__ import annotations
 import asyncio
 import csv
 import subprocess
+import time
 import urllib.request
+from collections import Counter
 
 import orjson
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from app.core.events import parse_ts
 from app.core.simulator import Scenario, generate
@@ -109,6 +112,18 @@ def test_same_file_gives_same_changes_through_kafka_and_replay(start_worker, tmp
     assert by_id(streamed) == by_id(replayed)
     assert {c["kind"] for c in streamed} == {"cluster", "rule"}
 
+    # Segment sizes: kept from the changes while streaming, recounted from the table after
+    # a restart; both equal the memberships of replay's final profiles.
+    profiles = [orjson.loads(x) for x in (tmp_path / "fixed" / "profiles.jsonl").read_bytes().splitlines()]
+    expected = Counter(("cluster", p["segment"]) for p in profiles if p["segment"] != "new")
+    expected.update(("rule", rule) for p in profiles for rule in p["rules"])
+    scrape = _scrape(worker)
+    assert _segment_users(scrape) == expected
+    assert _sample(scrape, "faust_messages_received_total") >= len(lines)  # Faust's own sensor
+    worker.stop()
+    worker.start()
+    _wait_for(lambda: _segment_users(_scrape(worker)) == expected, "segment sizes recounted after a restart")
+
     # Triggers: the same ones, up to where both have certainly seen the whole stream
     # (replay fires what is due by the last event; the worker's idle advance goes on).
     last_ts = max(parse_ts(doc["ts"]) for line in lines for doc in _events_of(line))
@@ -122,6 +137,37 @@ def test_same_file_gives_same_changes_through_kafka_and_replay(start_worker, tmp
     streamed_triggers = [orjson.loads(r.value) for r in asyncio.run(read_all(worker.topic("triggers")))]
     assert {t["trigger"] for t in replayed_triggers} == {"cart_abandon", "hot_lead"}
     assert due_by_horizon(streamed_triggers) == due_by_horizon(replayed_triggers)
+
+
+def _scrape(worker) -> str:
+    port = worker.env["SEGSTREAM_WEB_PORT"]
+    return urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+
+
+def _sample(scrape: str, name: str, **labels: str) -> float | None:
+    for family in text_string_to_metric_families(scrape):
+        for sample in family.samples:
+            if sample.name == name and sample.labels == labels:
+                return sample.value
+    return None
+
+
+def _segment_users(scrape: str) -> Counter:
+    """``segstream_segment_users`` as {(kind, segment): users}, empty segments left out."""
+    sizes = Counter()
+    for family in text_string_to_metric_families(scrape):
+        if family.name == "segstream_segment_users":
+            for sample in family.samples:
+                if sample.value:
+                    sizes[sample.labels["kind"], sample.labels["segment"]] = int(sample.value)
+    return sizes
+
+
+def _wait_for(check, what: str, timeout: float = 90.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.5)
 
 
 def _events_of(line: bytes) -> list[dict]:
