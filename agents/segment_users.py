@@ -11,6 +11,7 @@ import numpy as np
 import orjson
 from faust.types import EventT
 
+from agents.dashboard import dashboard
 from agents.engine import engine, segment_sizes
 from agents.learn_segments import model_feed
 from agents.profiles import profile_writer
@@ -115,7 +116,9 @@ async def _segment_batch(batch: Sequence[EventT]) -> None:
     await _publish(result)
     for outcome, count in result.outcomes.items():
         metrics.events.labels("valid" if outcome == OK else outcome).inc(count)
-    metrics.event_lag_seconds.observe_many(now - np.fromiter((event.ts for event in events), float, len(events)))
+    lags = now - np.fromiter((event.ts for event in events), float, len(events))
+    metrics.event_lag_seconds.observe_many(lags)
+    dashboard.observe_batch(lags)
     if result.samples:
         # One message per batch: the learner reads [[vector | null, ts, rfm | null], ...].
         await model_samples.send(value=orjson.dumps([[s.vector, s.ts, s.rfm] for s in result.samples]))
@@ -130,6 +133,7 @@ async def _publish(result) -> None:
     if settings.profiles:
         profile_writer.mark(touched)  # written by write_profiles, off this path
     segment_sizes.apply(result.changes)
+    dashboard.observe_outputs(result.changes, result.triggers)
     for change in result.changes:
         metrics.segment_changes.labels(change["kind"]).inc()
     for trigger in result.triggers:

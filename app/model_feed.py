@@ -1,17 +1,19 @@
-"""Follow the compacted ``segment-model`` topic: every worker keeps the latest value per key.
+"""Follow one-partition topics in every worker: the model on ``segment-model``, drifts on ``segment-drift``.
 
 Each worker reads the whole topic outside any consumer group (a broadcast), so
 all of them predict with the same, newest model whatever partitions they own.
-Keys: ``current`` holds the model snapshot (JSON), ``learner`` the learner's
-checkpoint (pickle) so a restarted learner resumes where it stopped.
+Keys of the compacted ``segment-model``: ``current`` holds the model snapshot
+(JSON), ``learner`` the learner's checkpoint (pickle) so a restarted learner
+resumes where it stopped.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from mode import Service
 
 log = logging.getLogger(__name__)
@@ -25,14 +27,14 @@ def bootstrap_servers(broker: str) -> str:
     return ",".join(part.split("://", 1)[-1] for part in broker.replace(";", ",").split(","))
 
 
-class ModelFeed(Service):
-    """The latest value per key of a one-partition compacted topic."""
+class TopicFollower(Service):
+    """Every record of a one-partition topic, from its beginning, to ``on_record``; then new ones as they come."""
 
-    def __init__(self, broker: str, topic: str, **kwargs) -> None:
+    def __init__(self, broker: str, topic: str, on_record: Callable[[ConsumerRecord], None], **kwargs) -> None:
         super().__init__(**kwargs)
         self.broker = broker
         self.topic = topic
-        self.latest: dict[bytes, bytes] = {}
+        self.on_record = on_record
         self.caught_up = asyncio.Event()
         self._consumer: AIOKafkaConsumer | None = None
 
@@ -62,8 +64,19 @@ class ModelFeed(Service):
         while not self.should_stop:
             batches = await consumer.getmany(partition, timeout_ms=500)
             for record in batches.get(partition, ()):
-                self.latest[record.key] = record.value
+                self.on_record(record)
                 if record.offset + 1 >= end:
                     self.caught_up.set()
             if not self.caught_up.is_set() and await consumer.position(partition) >= end:
                 self.caught_up.set()
+
+
+class ModelFeed(TopicFollower):
+    """The latest value per key of a one-partition compacted topic."""
+
+    def __init__(self, broker: str, topic: str, **kwargs) -> None:
+        super().__init__(broker, topic, self._keep, **kwargs)
+        self.latest: dict[bytes, bytes] = {}
+
+    def _keep(self, record: ConsumerRecord) -> None:
+        self.latest[record.key] = record.value

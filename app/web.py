@@ -1,4 +1,4 @@
-"""HTTP on Faust's web server (SEGSTREAM_WEB_PORT): the lookup API, /openapi.json and /metrics.
+"""HTTP on Faust's web server (SEGSTREAM_WEB_PORT): the lookup API, /openapi.json, /metrics and /dashboard.
 
 The answers come from :class:`app.lookup.Lookup`, shared with ``segstream api``; the
 contract is :mod:`app.openapi`. A profile comes from Redis; on a miss (or with
@@ -11,9 +11,11 @@ from __future__ import annotations
 import orjson
 from faust.exceptions import SameNode
 
+from agents.dashboard import dashboard
 from agents.engine import engine
 from agents.profiles import profile_of, profile_store
 from app import metrics
+from app.dashboard import asset
 from app.api import ApiError
 from app.lookup import Lookup, Reply
 from app.main import app, settings
@@ -83,3 +85,29 @@ async def openapi(self, request):
 @app.page("/metrics")
 async def prometheus_metrics(self, request):
     return self.bytes(metrics.scrape(), content_type=metrics.CONTENT_TYPE)
+
+
+@app.page("/dashboard")
+async def dashboard_page(self, request):
+    return _send_asset(self, "index.html")
+
+
+@app.page("/dashboard/assets/{name}")
+async def dashboard_asset(self, request, name: str):
+    return _send_asset(self, name)
+
+
+@app.page("/dashboard/data")
+async def dashboard_data(self, request):
+    async def document() -> Reply:
+        return Reply(200, dashboard.document())
+
+    return _send(self, await lookup.answer(request.headers.get("Authorization"), document))
+
+
+def _send_asset(view, name: str):
+    found = asset(name)
+    if found is None:
+        return _send(view, Reply(404, ApiError(404, "not_found", "no such dashboard file").body()))
+    body, content_type = found
+    return view.bytes(body, content_type=content_type)

@@ -36,6 +36,7 @@ class FeedResult:
     rejects: list[Reject] = field(default_factory=list)
     reject_sources: list[int] = field(default_factory=list)  # position of each reject's message in the feed
     outcomes: Counter = field(default_factory=Counter)
+    event_times: list[float] = field(default_factory=list)  # of the valid events, in order
 
 
 class EmbeddedPipeline:
@@ -65,6 +66,7 @@ class EmbeddedPipeline:
             for reject in decoded.rejects:
                 out.rejects.append(reject)
                 out.reject_sources.append(position)
+        out.event_times = [event.ts for event in events]
         self._run(events, message_of, out, now)
         return out
 
