@@ -62,6 +62,47 @@ _MEMBERS = {
     "properties": {"segment": {"type": "string"}, "users": {"type": "array", "items": {"type": "string"}},
                    "next_cursor": {"type": ["string", "null"], "description": "null on the last page"}},
 }  # fmt: skip
+_DASHBOARD_SEGMENT = {
+    **_SEGMENT,
+    "properties": {**_SEGMENT["properties"], "size": {
+        "type": "integer", "description": "users in it among this worker's states (sum over workers for the whole)"}},
+}  # fmt: skip
+_CHANGE_ENTRY = {
+    "type": "object", "required": ["type", "ts", "user_id", "kind", "change", "segment"],
+    "properties": {"type": {"const": "change"}, "ts": {"type": "string", "format": "date-time"},
+                   "user_id": {"type": "string"}, "kind": {"enum": ["cluster", "rule"]},
+                   "change": {"enum": ["entered", "moved", "exited"]}, "segment": {"type": "string"},
+                   "segment_name": {"type": ["string", "null"]}, "previous": {"type": ["string", "null"]},
+                   "previous_name": {"type": ["string", "null"]}},
+}  # fmt: skip
+_TRIGGER_ENTRY = {
+    "type": "object", "required": ["type", "ts", "user_id", "trigger"], "additionalProperties": False,
+    "properties": {"type": {"const": "trigger"}, "ts": {"type": "string", "format": "date-time"},
+                   "user_id": {"type": "string"}, "trigger": {"type": "string"}},
+}  # fmt: skip
+_DASHBOARD = {
+    "type": "object", "required": ["source", "now", "model", "segments", "history", "drifts", "recent"],
+    "additionalProperties": False,
+    "properties": {
+        "source": {"enum": ["worker", "demo"]},
+        "now": {"type": "number", "description": "the server's wall clock, epoch seconds"},
+        "model": {"oneOf": [{"type": "null"}, {
+            "type": "object", "required": ["version", "samples", "ts"],
+            "properties": {"version": {"type": "integer"}, "samples": {"type": "integer"},
+                           "ts": {"type": "string", "format": "date-time"}}}]},
+        "segments": {"type": "array", "items": _DASHBOARD_SEGMENT},
+        "history": {"type": "array", "maxItems": 720, "description": "oldest first, one point per sample interval",
+                    "items": {"type": "object", "required": ["t", "events_per_s", "lag_p50_s", "lag_p95_s", "sizes"],
+                              "additionalProperties": False,
+                              "properties": {"t": {"type": "number"}, "events_per_s": {"type": "number"},
+                                             "lag_p50_s": _NULLABLE_NUMBER, "lag_p95_s": _NULLABLE_NUMBER,
+                                             "sizes": {"type": "object", "additionalProperties": {"type": "integer"}}}}},
+        "drifts": {"type": "array", "maxItems": 50, "description": "oldest first, as published on segment-drift",
+                   "items": {"type": "object", "required": ["ts", "previous_version", "version"]}},
+        "recent": {"type": "array", "maxItems": 50, "description": "newest first",
+                   "items": {"oneOf": [_CHANGE_ENTRY, _TRIGGER_ENTRY]}},
+    },
+}  # fmt: skip
 _STATUS = {
     "type": "object", "required": ["status"],
     "properties": {"status": {"enum": ["ok", "ready", "recovering"]}},
@@ -84,7 +125,7 @@ DOCUMENT: dict[str, Any] = {
              "description": "Profiles and segments of a segstream worker (Faust's web server, SEGSTREAM_WEB_PORT)."},
     "components": {
         "schemas": {"Error": _ERROR, "Profile": _PROFILE, "Segment": _SEGMENT, "Segments": _SEGMENTS,
-                    "Members": _MEMBERS, "Status": _STATUS},
+                    "Members": _MEMBERS, "Status": _STATUS, "DashboardData": _DASHBOARD},
         "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
     },
     "security": [{"bearer": []}, {}],
@@ -109,6 +150,11 @@ DOCUMENT: dict[str, Any] = {
                                 "even none while next_cursor is not null"},
             ],
             "responses": {"200": _json("Members", "one page"), **_ERRORS, "404": _json("Error", "no such segment")},
+        }},
+        "/dashboard/data": {"get": {
+            "summary": "What the live dashboard at /dashboard draws: sizes over time, throughput, lag, drifts, "
+                       "recent changes and triggers",
+            "responses": {"200": _json("DashboardData", "the dashboard's data"), "401": _ERRORS["401"]},
         }},
         "/healthz": {"get": {"summary": "The process is up", "security": [],
                              "responses": {"200": _json("Status", "alive")}}},

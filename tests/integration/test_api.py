@@ -237,6 +237,23 @@ def test_segments_list_the_rule_segments_with_their_sizes(fed):
     assert all(type(segment["size"]) is int and segment["size"] >= 0 for segment in body["segments"])
 
 
+def test_the_dashboard_data_has_sizes_history_and_the_latest_changes(fed):
+    def sampled():  # the worker samples every 2 s; wait for a point that saw every user
+        body = fed.get("/dashboard/data").json
+        return body if any(point["sizes"].get("rule:buyer") == len(BUYER_SET) for point in body["history"]) else None
+
+    body = poll(sampled, "a dashboard history point with every buyer", timeout=30)
+    fed.contract.check("DashboardData", body)
+    assert body["source"] == "worker" and body["model"] is None  # learn=false and no model file
+    by_id = {segment["id"]: segment for segment in body["segments"]}
+    assert by_id["rule:buyer"]["size"] == len(BUYER_SET)
+    assert any(point["events_per_s"] > 0 for point in body["history"])
+    recent = body["recent"]
+    assert 0 < len(recent) <= 50
+    assert {entry["type"] for entry in recent} <= {"change", "trigger"}
+    assert all(entry["user_id"] in EVENTS for entry in recent)
+
+
 def test_paging_a_rule_segment_lists_exactly_its_users(fed):
     listed, cursor, pages = [], None, 0
     while True:
@@ -336,7 +353,7 @@ def test_a_token_is_required_when_set_except_for_health(start_worker):
     worker = start_worker(SEGSTREAM_API_TOKEN="t")
     port = worker.env["SEGSTREAM_WEB_PORT"]
     contract = Contract.of(port)
-    for path in ("/segments", "/users/alice", "/segments/rule:champions/users"):
+    for path in ("/segments", "/users/alice", "/segments/rule:champions/users", "/dashboard/data"):
         for token in (None, "wrong", "T"):
             reply = get(port, path, token)
             assert reply.status == 401, (path, token)
