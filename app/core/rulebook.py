@@ -91,6 +91,15 @@ class TriggerConfig:
     win_back_days: float = 60.0  # fires when recency_days crosses this
     custom: tuple[CustomTrigger, ...] = ()
 
+    def names(self) -> list[str]:
+        """Every trigger that can fire, built-in ones first.
+
+        >>> TriggerConfig(hot_lead_views=0, custom=(CustomTrigger("stalled", "event == 'checkout'"),)).names()
+        ['cart_abandon', 'win_back', 'stalled']
+        """
+        built_in = {"cart_abandon": self.cart_abandon_s, "hot_lead": self.hot_lead_views, "win_back": self.win_back_days}
+        return [name for name, on in built_in.items() if on] + [custom.name for custom in self.custom]
+
 
 @dataclass(frozen=True)
 class RulesConfig:
