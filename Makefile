@@ -27,6 +27,7 @@ demo: install
 
 ## Set everything up, start Kafka and Redis, run the whole suite, stop the services.
 test: install-dev
+	scripts/test-tools
 	scripts/services start
 	$(BIN)/python -m pytest; status=$$?; scripts/services stop; exit $$status
 
