@@ -197,9 +197,7 @@ async def _forget_partitions(app, revoked, **kwargs) -> None:  # noqa: ARG001 - 
 @app.on_partitions_assigned.connect
 async def _index_new_partitions(app, assigned, **kwargs) -> None:  # noqa: ARG001
     global _index_stale
-    for _trigger in settings.engine.rules.triggers.names():  # every trigger's series exists from the start
-    metrics.triggers.labels(_trigger)
-_index_stale = True  # rebuilt at the next batch or tick, once the table has recovered
+    _index_stale = True  # rebuilt at the next batch or tick, once the table has recovered
     now = time.time()
     for tp in assigned:  # a partition that stays silent from now on counts as idle in time
         if tp.topic == clicks.get_topic_name():
