@@ -12,8 +12,10 @@ import json
 import re
 import shutil
 import subprocess
+import sys
 import time
 import urllib.request
+import zipfile
 from pathlib import Path
 
 import orjson
@@ -232,3 +234,23 @@ def test_every_metric_the_dashboard_queries_is_on_a_real_scrape(start_worker):
         if name in labels and not grouping_labels(expr) <= labels[name]
     ]
     assert not wrong, "dashboard groupings by labels the metrics lack:\n" + "\n".join(wrong)
+
+
+def test_the_image_wheel_carries_the_dashboard_assets(tmp_path):
+    """The Dockerfile installs a wheel: the page must be in it, not only the Python modules."""
+    context = tmp_path / "context"  # what the Dockerfile copies, without the egg-info an editable install leaves
+    context.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, context / name)
+    for name in ("app", "agents", "tables"):
+        shutil.copytree(ROOT / name, context / name, ignore=shutil.ignore_patterns("__pycache__"))
+    built = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", str(tmp_path / "dist"), str(context)],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert built.returncode == 0, built.stderr[-3000:]
+    (wheel,) = (tmp_path / "dist").glob("segstream-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    expected = {f"app/dashboard_assets/{path.name}" for path in (ROOT / "app" / "dashboard_assets").iterdir()}
+    assert "app/dashboard_assets/index.html" in expected
+    assert expected <= names, sorted(expected - names)
