@@ -20,6 +20,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -60,7 +61,9 @@ class DashboardFeed:
         self.source, self._catalog, self._sizes, self._model, self._clock = source, catalog, sizes, model, clock
         self._lock = threading.Lock()
         self._history: deque[dict[str, Any]] = deque(maxlen=keep_points)
-        self._recent: deque[dict[str, Any]] = deque(maxlen=keep_recent)
+        # Kept apart: a watermark that passes many deadlines at once must not push every change out.
+        self._changes: deque[dict[str, Any]] = deque(maxlen=keep_recent)
+        self._triggers: deque[dict[str, Any]] = deque(maxlen=keep_recent)
         self._drifts: deque[dict[str, Any]] = deque(maxlen=keep_drifts)
         self._events = 0
         self._lags: list[np.ndarray] = []
@@ -73,14 +76,14 @@ class DashboardFeed:
             self._lags.append(lags)
 
     def observe_outputs(self, changes: Sequence[Mapping[str, Any]], triggers: Sequence[Mapping[str, Any]]) -> None:
-        """Segment changes and triggers as published; only the latest few are kept."""
-        keep = self._recent.maxlen or 0
+        """Segment changes and triggers as published; only the latest few of each are kept."""
+        keep = self._changes.maxlen or 0
         with self._lock:
             for change in changes[-keep:]:
-                self._recent.append({"type": "change", **{key: change.get(key) for key in _CHANGE_FIELDS}})
+                self._changes.append({"type": "change", **{key: change.get(key) for key in _CHANGE_FIELDS}})
             for trigger in triggers[-keep:]:
-                self._recent.append({"type": "trigger", "ts": trigger["ts"], "user_id": trigger["user_id"],
-                                     "trigger": trigger["trigger"]})  # fmt: skip
+                self._triggers.append({"type": "trigger", "ts": trigger["ts"], "user_id": trigger["user_id"],
+                                       "trigger": trigger["trigger"]})  # fmt: skip
 
     def observe_drift(self, drift: Mapping[str, Any]) -> None:
         """A drift event as the learner publishes it (``DriftEvent.to_dict``)."""
@@ -117,7 +120,8 @@ class DashboardFeed:
                 "segments": segments,
                 "history": list(self._history),
                 "drifts": list(self._drifts),
-                "recent": list(reversed(self._recent)),
+                # newest first by event time (ISO strings of one format sort as times)
+                "recent": sorted([*self._changes, *self._triggers], key=itemgetter("ts"), reverse=True),
             }
 
 

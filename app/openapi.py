@@ -99,7 +99,8 @@ _DASHBOARD = {
                                              "sizes": {"type": "object", "additionalProperties": {"type": "integer"}}}}},
         "drifts": {"type": "array", "maxItems": 50, "description": "oldest first, as published on segment-drift",
                    "items": {"type": "object", "required": ["ts", "previous_version", "version"]}},
-        "recent": {"type": "array", "maxItems": 50, "description": "newest first",
+        "recent": {"type": "array", "maxItems": 100,
+                   "description": "the latest 50 segment changes and 50 triggers, newest first by event time",
                    "items": {"oneOf": [_CHANGE_ENTRY, _TRIGGER_ENTRY]}},
     },
 }  # fmt: skip
