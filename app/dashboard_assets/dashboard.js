@@ -563,20 +563,40 @@
 
   // ------------------------------------------------------------- recent changes
 
+  // Which outputs the table lists: "change", "trigger" or "all". Changes first: triggers that
+  // fire together when the watermark passes their deadlines would otherwise fill the table.
+  let recentView = "change";
+  const EMPTY_NOTES = {
+    change: "No segment changes yet", trigger: "No triggers yet", all: "No segment changes or triggers yet",
+  };
+
   function renderRecent(data, colors) {
     const body = byId("recent").tBodies[0];
-    if (!data.recent.length) {
-      const note = el("td", { colspan: 4, class: "empty-note" }, "No segment changes or triggers yet");
+    const shown = recentView === "all" ? data.recent : data.recent.filter((item) => item.type === recentView);
+    if (!shown.length) {
+      const note = el("td", { colspan: 4, class: "empty-note" }, EMPTY_NOTES[recentView]);
       body.replaceChildren(el("tr", {}, note));
       return;
     }
-    body.replaceChildren(...data.recent.map((item) => el("tr", {}, [
+    body.replaceChildren(...shown.map((item) => el("tr", {}, [
       el("td", { class: "time" }, formatEventTime(item.ts)),
       el("td", { class: "user" }, item.user_id),
       el("td", {}, el("span", { class: "pill pill-" + (item.type === "trigger" ? "trigger" : item.change) },
                       item.type === "trigger" ? "trigger" : item.change)),
       el("td", {}, item.type === "trigger" ? humanize(item.trigger) : changeDetail(item, colors)),
     ])));
+  }
+
+  /** The tabs above the table switch what it lists, and redraw it at once from the last data. */
+  function followRecentTabs() {
+    const tabs = [...byId("recent-tabs").querySelectorAll("button")];
+    for (const tab of tabs) {
+      tab.addEventListener("click", () => {
+        recentView = tab.dataset.view;
+        for (const other of tabs) other.setAttribute("aria-selected", String(other === tab));
+        if (dashboard.data) renderRecent(dashboard.data, segmentColors(dashboard.data.segments));
+      });
+    }
   }
 
   /** "old segment → new segment" for a move, else the segment entered or exited, with its colour. */
@@ -753,5 +773,6 @@
   }
 
   redrawOnResize();
+  followRecentTabs();
   loop();
 })();

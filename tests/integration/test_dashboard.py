@@ -1,25 +1,30 @@
-"""The live dashboard in headless Chromium (tests/browser_harness.py), as ``segstream demo`` serves it.
+"""The live dashboard in headless Chromium (tests/browser_harness.py), as ``segstream demo`` and a worker serve it.
 
 The page must load, draw every chart from the data it fetched, list the segment
 profiles and the recent outputs, load nothing from elsewhere, and log no console error.
-The screenshot is kept as a test artefact: ``dashboard-demo.png`` in
+The screenshots are kept as test artefacts: ``dashboard-demo.png`` and ``dashboard-worker.png`` in
 ``$SEGSTREAM_ARTIFACTS``, else in ``<repo>/.artifacts/``, and a copy in the test's tmp_path.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import shutil
 import subprocess
 import time
+import urllib.request
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
+import orjson
 import pytest
 
 from tests.browser_harness import Browser
-from tests.kafka_harness import ROOT, SEGSTREAM, free_port
+from app.core.learner import DriftEvent
+from tests.kafka_harness import ROOT, SEGSTREAM, free_port, produce, wait_until_consumed
 
 # The demo is seeded (seed 7), so its output is fixed. The smallest run found with a drift,
 # so that the drift timeline has a marker to draw (500 users and 40,000 events have none).
@@ -70,31 +75,52 @@ def artifacts_dir() -> Path:
     return path
 
 
-@pytest.mark.timeout(240)
-async def test_the_demo_dashboard_draws_every_chart_from_its_data_without_console_errors(demo_dashboard, tmp_path):
+@dataclass
+class Seen:
+    """What the page showed: its data, what each chart drew, its rows, what it loaded, its errors."""
+
+    data: dict
+    points: dict[str, int]
+    profiles: int
+    recent_rows: dict[str, int]  # tab ("change", "trigger", "all") -> rows listed
+    loaded: list[str]
+    status: str
+    errors: list[str]
+
+
+async def open_dashboard(url: str, screenshot_name: str, tmp_path: Path) -> Seen:
+    """Load ``url`` in headless Chromium, wait for two renders, and read the page; the screenshot is kept."""
     async with Browser() as browser:
         page = await browser.new_page(width=1400, height=1000)
-        await page.goto(demo_dashboard)
+        await page.goto(url)
         try:
             await page.wait_for("window.segstreamDashboard && window.segstreamDashboard.renders >= 2", timeout=30)
-            data = await page.evaluate("window.segstreamDashboard.data")
-            points = await page.evaluate(  # chart id -> what it drew
-                "Object.fromEntries([...document.querySelectorAll('[data-points]')]"
-                ".map(e => [e.id, Number(e.dataset.points)]))"
+            return Seen(
+                data=await page.evaluate("window.segstreamDashboard.data"),
+                points=await page.evaluate(  # chart id -> what it drew
+                    "Object.fromEntries([...document.querySelectorAll('[data-points]')]"
+                    ".map(e => [e.id, Number(e.dataset.points)]))"
+                ),
+                profiles=await page.evaluate("document.querySelectorAll('#profiles .profile').length"),
+                recent_rows={view: await page.evaluate(
+                    f"document.querySelector('#recent-tabs [data-view={view}]').click(),"
+                    "document.querySelectorAll('#recent tbody tr:not(:has(.empty-note))').length"
+                ) for view in ("trigger", "all", "change")},  # the default tab last: the screenshot shows it
+                loaded=await page.evaluate("performance.getEntriesByType('resource').map(e => e.name)"),
+                status=await page.evaluate("document.getElementById('status').dataset.state"),
+                errors=page.errors,
             )
-            profiles = await page.evaluate("document.querySelectorAll('#profiles .profile').length")
-            recent_rows = await page.evaluate("document.querySelectorAll('#recent tbody tr').length")
-            loaded = await page.evaluate("performance.getEntriesByType('resource').map(e => e.name)")
-            status = await page.evaluate("document.getElementById('status').dataset.state")
         finally:
             # Kept whatever the outcome: the picture is what explains a failure.
-            screenshot = artifacts_dir() / "dashboard-demo.png"
+            screenshot = artifacts_dir() / screenshot_name
             await page.screenshot(screenshot)
-            shutil.copy(screenshot, tmp_path / "dashboard-demo.png")
+            shutil.copy(screenshot, tmp_path / screenshot_name)
 
-    assert page.errors == [], f"console errors: {page.errors}"
-    assert status == "live"
-    assert data["source"] == "demo"
+
+def assert_every_chart_draws_its_data(seen: Seen, url: str) -> None:
+    assert seen.errors == [], f"console errors: {seen.errors}"
+    assert seen.status == "live"
+    data, points = seen.data, seen.points
 
     clusters = [s for s in data["segments"] if s["kind"] == "cluster"]
     rules = [s for s in data["segments"] if s["kind"] == "rule"]
@@ -112,11 +138,53 @@ async def test_the_demo_dashboard_draws_every_chart_from_its_data_without_consol
     for segment in clusters:
         assert points[f"profile-{segment['id']}"] == len(segment["centroid"])
 
-    assert profiles == len(clusters) > 0
-    assert recent_rows == len(data["recent"]) > 0
+    assert seen.profiles == len(clusters) > 0
+    recent = data["recent"]
+    assert seen.recent_rows == {"change": sum(item["type"] == "change" for item in recent),
+                                "trigger": sum(item["type"] == "trigger" for item in recent), "all": len(recent)}
+    assert seen.recent_rows["change"] > 0 and seen.recent_rows["trigger"] > 0
 
-    origin = demo_dashboard.removesuffix("/dashboard")
-    assert loaded and all(url.startswith(origin + "/dashboard/") for url in loaded), loaded
+    origin = url.removesuffix("/dashboard")
+    assert seen.loaded and all(u.startswith(origin + "/dashboard/") for u in seen.loaded), seen.loaded
+
+
+@pytest.mark.timeout(240)
+async def test_the_demo_dashboard_draws_every_chart_from_its_data_without_console_errors(demo_dashboard, tmp_path):
+    seen = await open_dashboard(demo_dashboard, "dashboard-demo.png", tmp_path)
+    assert seen.data["source"] == "demo"
+    assert_every_chart_draws_its_data(seen, demo_dashboard)
+
+
+@pytest.mark.timeout(300)
+def test_the_worker_dashboard_draws_the_traffic_it_processed(start_worker, tmp_path):
+    """The same page on a real worker: simulated clicks through Kafka, drift from the learner included."""
+    worker = start_worker()
+    simulate = [SEGSTREAM, "simulate", *DEMO_ARGS, "--seed", "7", "--to-kafka", "--topic", worker.topic("clicks"),
+                "--broker", "kafka://127.0.0.1:9092"]  # fmt: skip
+    subprocess.run(simulate, check=True, capture_output=True)
+    wait_until_consumed(worker, worker.topic("clicks"))
+    # ADWIN may or may not fire on this much traffic; a drift published as the learner publishes
+    # them makes the timeline's content known (the learner's detection is tested on its own).
+    drift = DriftEvent(ts=1767225600.0, samples=4000, previous_version=4, version=5, baseline_distance=1.3,
+                       drifted_distance=1.5)  # fmt: skip
+    asyncio.run(produce(worker.topic("segment-drift"), [(None, orjson.dumps(drift.to_dict()))]))
+    url = f"http://127.0.0.1:{worker.env['SEGSTREAM_WEB_PORT']}/dashboard"
+
+    def missing() -> list[str]:  # the learner's model and drift have reached this worker, a sample holds traffic
+        body = orjson.loads(urllib.request.urlopen(url + "/data", timeout=10).read())
+        has = {"model": body["model"], "drift": body["drifts"], "throughput": [p for p in body["history"]
+                                                                              if p["events_per_s"]]}  # fmt: skip
+        return [name for name, value in has.items() if not value]
+
+    deadline = time.monotonic() + 60
+    while lacking := missing():
+        assert time.monotonic() < deadline, f"/dashboard/data has no {lacking} after 60 s"
+        time.sleep(0.5)
+    seen = asyncio.run(open_dashboard(url, "dashboard-worker.png", tmp_path))
+    assert seen.data["source"] == "worker"
+    assert drift.to_dict() in seen.data["drifts"]
+    assert_every_chart_draws_its_data(seen, url)
+    assert not worker.errors(), worker.errors()
 
 
 def _size_points(history: list[dict], segments: list[dict]) -> int:
