@@ -139,9 +139,11 @@ segment_users = CallbackGauge(
 @cache
 def faust_monitor():
     """Faust's own Prometheus sensor (consumer, producer, tables, rebalances), as ``faust_*`` metrics."""
-    from faust.sensors.prometheus import FaustMetrics, PrometheusMonitor
+    from faust.sensors.prometheus import FaustMetrics
 
-    return PrometheusMonitor(metrics=FaustMetrics.create(registry, "faust"))
+    from app.faust_sensor import FaustSensor
+
+    return FaustSensor(metrics=FaustMetrics.create(registry, "faust"))
 
 
 # Every known label value starts at 0, so rate() and dashboards see a series before the first event.
