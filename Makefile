@@ -43,6 +43,7 @@ bench: install-dev
 	$(BIN)/python -m bench flapping
 	$(BIN)/python -m bench quality
 	$(BIN)/python -m bench rules
+	$(BIN)/python -m bench sensor
 
 services-start:
 	scripts/services start
