@@ -6,7 +6,15 @@ message reaches ``clicks-dlq`` instead of being skipped by the framework.
 
 from __future__ import annotations
 
+import asyncio
+import time
+
+from aiokafka import AIOKafkaConsumer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+
 from app.main import app, settings
+from app.model_feed import bootstrap_servers
 
 # internal=True: the worker creates each topic at start with these partition counts
 # (an existing topic is left as it is).
@@ -41,3 +49,49 @@ async def declare_topics() -> None:
     """Create every topic that is missing, with the partition counts above."""
     for topic in ALL_TOPICS:
         await topic.maybe_declare()
+
+
+async def create_before_start(timeout_s: float = 60.0) -> list[str]:
+    """Create the missing topics, and wait until the broker's metadata lists them; returns those created.
+
+    Run before the worker's consumer joins its group. Faust declares its topics just
+    before subscribing, but a topic created a moment before the group join can be
+    missing from the assignor's metadata: the worker is then assigned none of its
+    partitions ("Ignoring missing topic") until its next metadata refresh, minutes
+    later. Seen on a freshly started broker.
+    """
+    bootstrap = bootstrap_servers(settings.broker)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [topic for topic in ALL_TOPICS if topic.get_topic_name() not in existing]
+        for topic in missing:  # one at a time: a worker starting beside this one may create some
+            config = {"cleanup.policy": "compact"} if topic.compacting else {}
+            new = NewTopic(topic.get_topic_name(), topic.partitions, app.conf.topic_replication_factor,
+                           topic_configs=config)  # fmt: skip
+            try:
+                await admin.create_topics([new])
+            except TopicAlreadyExistsError:
+                pass
+    finally:
+        await admin.close()
+    await _until_listed([topic.get_topic_name() for topic in ALL_TOPICS], bootstrap, timeout_s)
+    return [topic.get_topic_name() for topic in missing]
+
+
+async def _until_listed(names: list[str], bootstrap: str, timeout_s: float) -> None:
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+    await consumer.start()
+    try:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            listed = await consumer.topics()  # a fresh metadata request to the broker
+            unlisted = [name for name in names if name not in listed]
+            if not unlisted:
+                return
+            if time.monotonic() > deadline:
+                raise SystemExit(f"segstream: topics {unlisted} not in the broker's metadata after {timeout_s:.0f} s")
+            await asyncio.sleep(0.2)
+    finally:
+        await consumer.stop()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -21,6 +22,7 @@ def run(args: argparse.Namespace) -> int:
 
     level = args.loglevel or settings.log_level
     config = json_logging_config(level) if settings.log_format == "json" else None
+    _create_topics()
     worker = Worker(app, loglevel=level, logging_config=config)
     worker.execute_from_commandline()  # returns when the worker stops (SIGINT/SIGTERM)
     return 0
@@ -33,3 +35,15 @@ def import_agents() -> None:
     import agents.segment_users  # noqa: F401
     import agents.write_profiles  # noqa: F401
     import app.web  # noqa: F401
+
+
+def _create_topics() -> None:
+    """Every topic exists, and the broker lists it, before the consumer joins its group."""
+    from app.topics import create_before_start
+
+    # A loop of its own, never set as current: Faust's worker makes and runs the worker's loop.
+    loop = asyncio.new_event_loop()
+    try:
+        loop.run_until_complete(create_before_start())
+    finally:
+        loop.close()

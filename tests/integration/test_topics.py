@@ -1,0 +1,52 @@
+"""The worker creates its topics, with their partition counts and compaction, before its consumer joins."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import uuid
+
+import orjson
+import pytest
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+
+from tests.kafka_harness import BOOTSTRAP, ROOT, partitions_of
+
+pytestmark = pytest.mark.integration
+
+CREATE = "import asyncio, orjson; from app.topics import create_before_start; print(orjson.dumps(asyncio.run(create_before_start())).decode())"  # noqa: E501
+
+
+def _create(prefix: str) -> list[str]:
+    env = {**os.environ, "SEGSTREAM_TOPIC_PREFIX": prefix, "SEGSTREAM_BROKER": f"kafka://{BOOTSTRAP}",
+           "SEGSTREAM_PARTITIONS": "3"}  # fmt: skip
+    done = subprocess.run([sys.executable, "-c", CREATE], env=env, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return orjson.loads(done.stdout)
+
+
+async def _cleanup_policy(topic: str) -> str:
+    admin = AIOKafkaAdminClient(bootstrap_servers=BOOTSTRAP)
+    await admin.start()
+    try:
+        (response,) = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic)])
+    finally:
+        await admin.close()
+    entries = {entry[0]: entry[1] for entry in response.resources[0][4]}
+    return entries["cleanup.policy"]
+
+
+def test_topics_exist_with_their_partitions_and_compaction_before_the_worker_starts():
+    prefix = f"it-{uuid.uuid4().hex[:10]}-"
+    created = _create(prefix)
+    expected = {"clicks": 3, "clicks-dlq": 3, "segment-changes": 3, "triggers": 3, "segment-drift": 1,
+                "model-samples": 1, "segment-model": 1, "webhooks-dlq": 3}  # fmt: skip
+    assert sorted(created) == sorted(prefix + name for name in expected)
+    for name, partitions in expected.items():
+        assert len(asyncio.run(partitions_of(prefix + name))) == partitions, name
+    assert asyncio.run(_cleanup_policy(prefix + "segment-model")) == "compact"
+    assert asyncio.run(_cleanup_policy(prefix + "clicks")) == "delete"
+    assert _create(prefix) == []  # a second worker, or a restart, creates nothing
