@@ -25,13 +25,14 @@ from app.model_feed import CURRENT
 from app.record_batches import BatchSender
 from app.topics import clicks, clicks_dlq, declare_topics, model_samples, segment_changes, triggers
 from tables.codecs import decode_model
-from tables.user_state import tables_ready, user_states
+from tables.user_state import tables_ready, user_states, user_to_state
 
 log = logging.getLogger(__name__)
 
 change_sender = BatchSender()
 trigger_sender = BatchSender()
 last_click_at: dict[int, float] = {}  # partition -> wall time of its latest click (idle advance)
+owned_partitions: set[int] = set()  # clicks (= user-state) partitions assigned to this worker
 for _trigger in settings.engine.rules.triggers.names():  # every trigger's series exists from the start
     metrics.triggers.labels(_trigger)
 _index_stale = True  # the deadline index and segment sizes must be rebuilt from the table (start, rebalance)
@@ -154,14 +155,16 @@ async def _publish(result) -> None:
 
 
 def _reindex() -> None:
-    """After a start or a rebalance, index the deadlines and count the segments of every user this worker owns."""
+    """After a rebalance's recovery: the deadlines and segment sizes of the users this worker owns."""
     global _index_stale
     if not _index_stale:
         return
     _index_stale = False
     engine.deadlines.clear()
-    scheduled = user_states.reindex(engine.deadlines, settings.engine.rules.triggers, segment_sizes)
-    log.info("deadline index rebuilt: %d users with a pending trigger", scheduled)
+    segment_sizes.clear()
+    scheduled = user_states.reindex(engine.deadlines, settings.engine.rules.triggers, owned_partitions,
+                                    segment_sizes.count)  # fmt: skip
+    log.info("reindexed %d partitions: %d users with a pending trigger", len(owned_partitions), scheduled)
 
 
 @app.timer(interval=1.0)
@@ -191,6 +194,10 @@ async def _forget_partitions(app, revoked, **kwargs) -> None:  # noqa: ARG001 - 
     engine.watermark.forget(gone)
     for partition in gone:  # not a changelog's or model-samples' partition of the same number
         last_click_at.pop(partition, None)
+        owned_partitions.discard(partition)
+    # Nothing of the revoked users may fire or be counted here until the reindex after recovery.
+    engine.deadlines.clear()
+    segment_sizes.clear()
     _index_stale = True
 
 
@@ -202,3 +209,16 @@ async def _index_new_partitions(app, assigned, **kwargs) -> None:  # noqa: ARG00
     for tp in assigned:  # a partition that stays silent from now on counts as idle in time
         if tp.topic == clicks.get_topic_name():
             last_click_at.setdefault(tp.partition, now)
+            owned_partitions.add(tp.partition)
+
+
+@user_to_state.on_recover
+async def _reindex_after_recovery() -> None:
+    """Reindex once the rebalance's recovery is over and the store has dropped what this worker lost.
+
+    ``tables_ready()`` can be true between an assignment and the start of its recovery,
+    so a reindex from the timer may have run on a half-recovered table: do it again.
+    """
+    global _index_stale
+    _index_stale = True
+    _reindex()

@@ -11,10 +11,10 @@ and Faust flushes the producer before every offset commit.
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Callable, Collection
 
 import orjson
 
-from app.core.segment_sizes import SegmentSizes
 from app.core.state import UserState
 from app.main import app, settings
 from app.record_batches import BatchSender
@@ -57,18 +57,22 @@ class UserStateCache:
         inner = getattr(store, "data", None)
         return inner if isinstance(inner, dict) else store
 
-    def reindex(self, deadlines, triggers, sizes: SegmentSizes) -> int:
-        """Rebuild the deadline index and the segment sizes from every stored user; returns deadlines scheduled.
+    def reindex(self, deadlines, triggers, partitions: Collection[int], on_record: Callable[[list], None]) -> int:
+        """Index the pending deadlines of the users on ``partitions``, and pass their records to ``on_record``.
 
-        Runs after a start or a rebalance: the deadlines and memberships live in the
-        states, which the changelog restored. Each record is parsed once; only states
-        with an open cart or a due entry are decoded whole.
+        Runs after a rebalance's recovery: the deadlines and memberships live in the
+        states, which the changelog restored. Only states on this worker's active
+        partitions count: the store also holds standby copies of other workers'
+        partitions. Each record is parsed once; only states with an open cart or a due
+        entry are decoded whole. Returns how many users got a deadline.
         """
         scheduled = 0
-        sizes.clear()
         for key, raw in self._local().items():
             record = orjson.loads(raw)
-            sizes.count(record)
+            applied = record[3]  # [partition, offset] of the last message applied: the state's partition
+            if applied is None or applied[0] not in partitions:
+                continue
+            on_record(record)
             signals = record[4] if len(record) > 4 else None
             if not signals or not (signals[2] or signals[3]):  # no open cart, nothing due
                 continue

@@ -6,17 +6,16 @@ import asyncio
 import csv
 import subprocess
 import time
-import urllib.request
 from collections import Counter
 
 import orjson
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from app.core.events import parse_ts
 from app.core.simulator import Scenario, generate
 from app.report import persona_agreement
 from tests.kafka_harness import SEGSTREAM, produce, read_all, wait_until_consumed
+from tests.scrape import sample, scrape, segment_users
 
 pytestmark = pytest.mark.integration
 
@@ -77,14 +76,13 @@ def test_bad_messages_go_to_the_dead_letter_topic_and_good_ones_are_processed(st
     stored = {r.key for r in asyncio.run(read_all(worker.changelog, idle_s=1.0))}
     assert {b"good-1", b"good-2", b"mixed"} <= stored
     assert not stored & {b"bad-1", b"bad-2", b"bad-3"}
-    port = worker.env["SEGSTREAM_WEB_PORT"]
-    scrape = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
-    assert 'segstream_events_total{outcome="dlq"} 4.0' in scrape
-    assert 'segstream_events_total{outcome="valid"} 3.0' in scrape
-    assert "segstream_batch_events_count" in scrape and "segstream_batch_seconds_sum" in scrape
+    text = scrape(worker)
+    assert 'segstream_events_total{outcome="dlq"} 4.0' in text
+    assert 'segstream_events_total{outcome="valid"} 3.0' in text
+    assert "segstream_batch_events_count" in text and "segstream_batch_seconds_sum" in text
     # three valid events dated 2026-01-01: months before now, all in the last bucket but +Inf
-    assert 'segstream_event_lag_seconds_bucket{le="86400.0"} 0.0' in scrape
-    assert 'segstream_event_lag_seconds_bucket{le="+Inf"} 3.0' in scrape
+    assert 'segstream_event_lag_seconds_bucket{le="86400.0"} 0.0' in text
+    assert 'segstream_event_lag_seconds_bucket{le="+Inf"} 3.0' in text
 
 
 def test_same_file_gives_same_changes_through_kafka_and_replay(start_worker, tmp_path):
@@ -117,12 +115,12 @@ def test_same_file_gives_same_changes_through_kafka_and_replay(start_worker, tmp
     profiles = [orjson.loads(x) for x in (tmp_path / "fixed" / "profiles.jsonl").read_bytes().splitlines()]
     expected = Counter(("cluster", p["segment"]) for p in profiles if p["segment"] != "new")
     expected.update(("rule", rule) for p in profiles for rule in p["rules"])
-    scrape = _scrape(worker)
-    assert _segment_users(scrape) == expected
-    assert _sample(scrape, "faust_messages_received_total") >= len(lines)  # Faust's own sensor
+    text = scrape(worker)
+    assert segment_users(text) == expected
+    assert sample(text, "faust_messages_received_total") >= len(lines)  # Faust's own sensor
     worker.stop()
     worker.start()
-    _wait_for(lambda: _segment_users(_scrape(worker)) == expected, "segment sizes recounted after a restart")
+    _wait_for(lambda: segment_users(scrape(worker)) == expected, "segment sizes recounted after a restart")
 
     # Triggers: the same ones, up to where both have certainly seen the whole stream
     # (replay fires what is due by the last event; the worker's idle advance goes on).
@@ -137,30 +135,6 @@ def test_same_file_gives_same_changes_through_kafka_and_replay(start_worker, tmp
     streamed_triggers = [orjson.loads(r.value) for r in asyncio.run(read_all(worker.topic("triggers")))]
     assert {t["trigger"] for t in replayed_triggers} == {"cart_abandon", "hot_lead"}
     assert due_by_horizon(streamed_triggers) == due_by_horizon(replayed_triggers)
-
-
-def _scrape(worker) -> str:
-    port = worker.env["SEGSTREAM_WEB_PORT"]
-    return urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
-
-
-def _sample(scrape: str, name: str, **labels: str) -> float | None:
-    for family in text_string_to_metric_families(scrape):
-        for sample in family.samples:
-            if sample.name == name and sample.labels == labels:
-                return sample.value
-    return None
-
-
-def _segment_users(scrape: str) -> Counter:
-    """``segstream_segment_users`` as {(kind, segment): users}, empty segments left out."""
-    sizes = Counter()
-    for family in text_string_to_metric_families(scrape):
-        if family.name == "segstream_segment_users":
-            for sample in family.samples:
-                if sample.value:
-                    sizes[sample.labels["kind"], sample.labels["segment"]] = int(sample.value)
-    return sizes
 
 
 def _wait_for(check, what: str, timeout: float = 90.0) -> None:
