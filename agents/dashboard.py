@@ -30,9 +30,13 @@ dashboard = DashboardFeed(
 
 def _on_drift(record: ConsumerRecord) -> None:
     try:
-        dashboard.observe_drift(orjson.loads(record.value))
+        drift = orjson.loads(record.value)
     except orjson.JSONDecodeError:
-        log.warning("segment-drift offset %d is not JSON; left off the dashboard", record.offset)
+        drift = None
+    if isinstance(drift, dict):
+        dashboard.observe_drift(drift)
+    else:  # anything else would end the follower: say so and go on
+        log.warning("segment-drift offset %d is not a JSON object; left off the dashboard", record.offset)
 
 
 drift_log = app.service(TopicFollower(settings.broker, segment_drift.get_topic_name(), _on_drift))

@@ -70,10 +70,11 @@ async def create_before_start(timeout_s: float = 60.0) -> list[str]:
             config = {"cleanup.policy": "compact"} if topic.compacting else {}
             new = NewTopic(topic.get_topic_name(), topic.partitions, app.conf.topic_replication_factor,
                            topic_configs=config)  # fmt: skip
-            try:
-                await admin.create_topics([new])
-            except TopicAlreadyExistsError:
-                pass
+            response = await admin.create_topics([new])
+            for name, code, *rest in response.topic_errors:  # errors come back in the response, not raised
+                if code not in (0, TopicAlreadyExistsError.errno):
+                    message = rest[0] if rest else ""
+                    raise SystemExit(f"segstream: cannot create topic {name}: error {code} {message}")
     finally:
         await admin.close()
     await _until_listed([topic.get_topic_name() for topic in ALL_TOPICS], bootstrap, timeout_s)

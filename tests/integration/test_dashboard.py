@@ -32,6 +32,23 @@ DEMO_ARGS = ["--users", "1000", "--events", "60000"]
 CHARTS = ["chart-cluster-sizes", "chart-rule-sizes", "chart-throughput", "chart-lag", "chart-drift"]
 URL_LINE = re.compile(rb"dashboard: (http://127\.0\.0\.1:\d+/dashboard)")
 HOLD_LINE = b"dashboard still up at"
+# What the page shows, read at one instant; each tab of the recent table is clicked in turn,
+# the default one ("change") last so the screenshot shows it.
+READ_PAGE = """(() => {
+  const rows = (view) => {
+    document.querySelector(`#recent-tabs [data-view=${view}]`).click();
+    return document.querySelectorAll("#recent tbody tr:not(:has(.empty-note))").length;
+  };
+  return {
+    data: window.segstreamDashboard.data,
+    points: Object.fromEntries([...document.querySelectorAll("[data-points]")]
+      .map((e) => [e.id, Number(e.dataset.points)])),
+    profiles: document.querySelectorAll("#profiles .profile").length,
+    recent_rows: {trigger: rows("trigger"), all: rows("all"), change: rows("change")},
+    loaded: performance.getEntriesByType("resource").map((e) => e.name),
+    status: document.getElementById("status").dataset.state,
+  };
+})()"""
 
 
 @pytest.fixture
@@ -95,21 +112,9 @@ async def open_dashboard(url: str, screenshot_name: str, tmp_path: Path) -> Seen
         await page.goto(url)
         try:
             await page.wait_for("window.segstreamDashboard && window.segstreamDashboard.renders >= 2", timeout=30)
-            return Seen(
-                data=await page.evaluate("window.segstreamDashboard.data"),
-                points=await page.evaluate(  # chart id -> what it drew
-                    "Object.fromEntries([...document.querySelectorAll('[data-points]')]"
-                    ".map(e => [e.id, Number(e.dataset.points)]))"
-                ),
-                profiles=await page.evaluate("document.querySelectorAll('#profiles .profile').length"),
-                recent_rows={view: await page.evaluate(
-                    f"document.querySelector('#recent-tabs [data-view={view}]').click(),"
-                    "document.querySelectorAll('#recent tbody tr:not(:has(.empty-note))').length"
-                ) for view in ("trigger", "all", "change")},  # the default tab last: the screenshot shows it
-                loaded=await page.evaluate("performance.getEntriesByType('resource').map(e => e.name)"),
-                status=await page.evaluate("document.getElementById('status').dataset.state"),
-                errors=page.errors,
-            )
+            # One evaluation: JavaScript runs it to the end, so no re-render (every 2 s) falls between reads.
+            seen = await page.evaluate(READ_PAGE)
+            return Seen(**seen, errors=page.errors)
         finally:
             # Kept whatever the outcome: the picture is what explains a failure.
             screenshot = artifacts_dir() / screenshot_name

@@ -41,13 +41,17 @@ def test_prometheus_scrapes_the_worker_and_sees_the_traffic(start_worker, promet
         result = prometheus.query(promql)
         return float(result[0]["value"][1]) if result else None
 
+    # Every value at once: the worker counts dead letters before it counts the valid events.
+    expected = {
+        'segstream_events_total{job="segstream", outcome="dlq"}': 2.0,
+        'segstream_events_total{job="segstream", outcome="valid"}': 7.0,
+        'segstream_events_total{job="segstream", outcome="late"}': 0.0,  # there before any late event
+        'sum(segstream_event_lag_seconds_count{job="segstream"})': 7.0,
+        # events dated 5 s ago: every one lands at or under the 10 s bucket bound
+        'segstream_event_lag_seconds_bucket{job="segstream", le="10.0"}': 7.0,
+    }
     deadline = time.monotonic() + 60
-    while value('segstream_events_total{job="segstream", outcome="dlq"}') != 2.0:
-        assert time.monotonic() < deadline, f"Prometheus never saw the dead letters:\n{prometheus.query('up')}"
+    while (seen := {query: value(query) for query in expected}) != expected:
+        assert time.monotonic() < deadline, f"Prometheus reports {seen}, expected {expected}"
         time.sleep(0.5)
-    assert value('segstream_events_total{job="segstream", outcome="valid"}') == 7.0
-    assert value('segstream_events_total{job="segstream", outcome="late"}') == 0.0  # present before any late event
-    assert value('sum(segstream_event_lag_seconds_count{job="segstream"})') == 7.0
-    # events dated 5 s ago: every one lands at or under the 10 s bucket bound
-    assert value('segstream_event_lag_seconds_bucket{job="segstream", le="10.0"}') == 7.0
     assert value('faust_messages_received_total{job="segstream"}') >= 9.0

@@ -20,10 +20,15 @@ pytestmark = pytest.mark.integration
 CREATE = "import asyncio, orjson; from app.topics import create_before_start; print(orjson.dumps(asyncio.run(create_before_start())).decode())"  # noqa: E501
 
 
-def _create(prefix: str) -> list[str]:
+def _run_create(prefix: str, **env: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "SEGSTREAM_TOPIC_PREFIX": prefix, "SEGSTREAM_BROKER": f"kafka://{BOOTSTRAP}",
-           "SEGSTREAM_PARTITIONS": "3"}  # fmt: skip
-    done = subprocess.run([sys.executable, "-c", CREATE], env=env, cwd=ROOT, capture_output=True, text=True, timeout=120)
+           "SEGSTREAM_PARTITIONS": "3", **env}  # fmt: skip
+    return subprocess.run([sys.executable, "-c", CREATE], env=env, cwd=ROOT, capture_output=True, text=True,
+                          timeout=120)  # fmt: skip
+
+
+def _create(prefix: str) -> list[str]:
+    done = _run_create(prefix)
     assert done.returncode == 0, done.stderr[-3000:]
     return orjson.loads(done.stdout)
 
@@ -50,3 +55,10 @@ def test_topics_exist_with_their_partitions_and_compaction_before_the_worker_sta
     assert asyncio.run(_cleanup_policy(prefix + "segment-model")) == "compact"
     assert asyncio.run(_cleanup_policy(prefix + "clicks")) == "delete"
     assert _create(prefix) == []  # a second worker, or a restart, creates nothing
+
+
+def test_a_topic_the_broker_refuses_stops_the_start_with_its_reason():
+    # Faust reads its own settings from the environment: three replicas on a one-broker cluster.
+    done = _run_create(f"it-{uuid.uuid4().hex[:10]}-", TOPIC_REPLICATION_FACTOR="3")
+    assert done.returncode != 0
+    assert "cannot create topic" in done.stderr and "replicat" in done.stderr.lower(), done.stderr[-2000:]
