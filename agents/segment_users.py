@@ -29,8 +29,8 @@ from tables.user_state import tables_ready, user_states, user_to_state
 
 log = logging.getLogger(__name__)
 
-change_sender = BatchSender()
-trigger_sender = BatchSender()
+change_sender = BatchSender(on_sent=metrics.count_sent)
+trigger_sender = BatchSender(on_sent=metrics.count_sent)
 last_click_at: dict[int, float] = {}  # partition -> wall time of its latest click (idle advance)
 owned_partitions: set[int] = set()  # clicks (= user-state) partitions assigned to this worker
 for _trigger in settings.engine.rules.triggers.names():  # every trigger's series exists from the start

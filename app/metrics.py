@@ -25,6 +25,16 @@ events = Counter(
 )
 segment_changes = Counter("segstream_segment_changes", "Segment-change events published.", ["kind"], registry=registry)
 triggers = Counter("segstream_triggers", "Trigger events published.", ["trigger"], registry=registry)
+records_sent = Counter(
+    "segstream_records_sent", "Records written as whole batches (changelog, segment-changes, triggers), by topic.",
+    ["topic"], registry=registry,
+)  # fmt: skip
+
+
+def count_sent(topic: str, records: int) -> None:
+    records_sent.labels(topic).inc(records)
+
+
 state_bytes = Counter("segstream_state_bytes_written", "Bytes of user state written to the changelog.", registry=registry)
 model_version = Gauge("segstream_model_version", "Version of the model this worker predicts with.", registry=registry)
 drifts = Counter("segstream_drift_detections", "Drift detections of the learner.", registry=registry)

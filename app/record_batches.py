@@ -9,7 +9,7 @@ commit still covers them.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from aiokafka import AIOKafkaProducer
 
@@ -17,12 +17,14 @@ from aiokafka import AIOKafkaProducer
 class BatchSender:
     """Queues (partition, key, value) records; remembers delivery futures to surface failures."""
 
-    def __init__(self) -> None:
+    def __init__(self, on_sent: Callable[[str, int], None] = lambda topic, records: None) -> None:
         self._pending: list[asyncio.Future] = []
+        self._on_sent = on_sent  # (topic, records queued): Faust's sensor does not see these sends
 
     async def send(self, producer: AIOKafkaProducer, topic: str, records: Iterable[tuple[int, bytes, bytes]]) -> None:
         self.raise_failed()
         batches: dict[int, object] = {}
+        queued = 0
         for partition, key, value in records:
             batch = batches.get(partition) or producer.create_batch()
             if batch.append(key=key, value=value, timestamp=None) is None:  # full: send it, start another
@@ -30,8 +32,11 @@ class BatchSender:
                 batch = producer.create_batch()
                 batch.append(key=key, value=value, timestamp=None)
             batches[partition] = batch
+            queued += 1
         for partition, batch in batches.items():
             self._pending.append(await producer.send_batch(batch, topic, partition=partition))
+        if queued:
+            self._on_sent(topic, queued)
 
     def raise_failed(self) -> None:
         """Raise the first failed delivery: the agent must stop before acking more offsets."""

@@ -15,6 +15,7 @@ from collections.abc import Callable, Collection
 
 import orjson
 
+from app import metrics
 from app.core.state import UserState
 from app.main import app, settings
 from app.record_batches import BatchSender
@@ -37,7 +38,7 @@ class UserStateCache:
         self.table = table
         self.max_users = max_users
         self._states: OrderedDict[str, UserState] = OrderedDict()
-        self._sender = BatchSender()
+        self._sender = BatchSender(on_sent=metrics.count_sent)
 
     def get(self, user_id: str) -> UserState | None:
         state = self._states.get(user_id)

@@ -118,6 +118,7 @@ def test_same_file_gives_same_changes_through_kafka_and_replay(start_worker, tmp
     text = scrape(worker)
     assert segment_users(text) == expected
     assert sample(text, "faust_messages_received_total") >= len(lines)  # Faust's own sensor
+    assert sample(text, "segstream_records_sent_total", topic=worker.topic("segment-changes")) == len(streamed)
     worker.stop()
     worker.start()
     _wait_for(lambda: segment_users(scrape(worker)) == expected, "segment sizes recounted after a restart")
