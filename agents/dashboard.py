@@ -12,8 +12,7 @@ import orjson
 from aiokafka import ConsumerRecord
 
 from agents.engine import engine, segment_sizes
-from app.api import segment_catalog
-from app.dashboard import DashboardFeed
+from app.dashboard import engine_feed
 from app.main import app, settings
 from app.model_feed import TopicFollower
 from app.topics import segment_drift
@@ -22,10 +21,7 @@ log = logging.getLogger(__name__)
 
 SAMPLE_EVERY_S = 2.0  # one history point per interval: 720 points are the last 24 minutes
 
-dashboard = DashboardFeed(
-    "worker", catalog=lambda: segment_catalog(engine.model, settings.engine.rules.segments),
-    sizes=segment_sizes.items, model=lambda: engine.model,
-)  # fmt: skip
+dashboard = engine_feed("worker", lambda: engine.model, settings.engine.rules.segments, segment_sizes.items)
 
 
 def _on_drift(record: ConsumerRecord) -> None:

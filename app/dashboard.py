@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from app.api import segment_catalog
 from app.core.events import format_ts
 from app.core.profile import RULE_PREFIX
 
@@ -93,7 +94,7 @@ class DashboardFeed:
     def sample(self) -> None:
         """Close the current interval: one history point of throughput, lag and segment sizes."""
         now = self._clock()
-        sizes = {_segment_id(kind, segment): n for (kind, segment), n in self._sizes()}
+        sizes = self._sizes_by_id()
         with self._lock:
             elapsed = max(now - self._since, 1e-9)
             lags = np.concatenate(self._lags) if self._lags else np.empty(0)
@@ -108,7 +109,7 @@ class DashboardFeed:
 
     def document(self) -> dict[str, Any]:
         """The ``/dashboard/data`` body."""
-        sizes = {_segment_id(kind, segment): n for (kind, segment), n in self._sizes()}
+        sizes = self._sizes_by_id()
         segments = [{**segment, "size": sizes.get(segment["id"], 0)} for segment in self._catalog()]
         model = self._model()
         with self._lock:
@@ -123,6 +124,16 @@ class DashboardFeed:
                 # newest first by event time (ISO strings of one format sort as times)
                 "recent": sorted([*self._changes, *self._triggers], key=itemgetter("ts"), reverse=True),
             }
+
+    def _sizes_by_id(self) -> dict[str, int]:
+        """Sizes keyed as the catalog names segments: ``c1``, ``rule:<name>``."""
+        return {_segment_id(kind, segment): n for (kind, segment), n in self._sizes()}
+
+
+def engine_feed(source: str, model: Callable[[], Any], rules: Mapping[str, str], sizes: Callable[[], SizeItems]
+                ) -> DashboardFeed:  # fmt: skip
+    """The feed of an engine whose current model ``model()`` gives: the worker's, or the demo's."""
+    return DashboardFeed(source, catalog=lambda: segment_catalog(model(), rules), sizes=sizes, model=model)
 
 
 def asset(name: str) -> tuple[bytes, str] | None:

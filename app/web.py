@@ -15,8 +15,8 @@ from agents.dashboard import dashboard
 from agents.engine import engine
 from agents.profiles import profile_of, profile_store
 from app import metrics
-from app.dashboard import asset
 from app.api import ApiError
+from app.dashboard import asset
 from app.lookup import Lookup, Reply
 from app.main import app, settings
 from app.openapi import DOCUMENT

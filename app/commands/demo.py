@@ -13,14 +13,13 @@ from pathlib import Path
 
 import numpy as np
 
-from app.api import segment_catalog
 from app.core.embedded import EmbeddedPipeline, FeedResult
 from app.core.segment_sizes import SegmentSizes
 from app.core.simulator import Scenario, assign_personas, generate
-from app.report import persona_agreement, rule_table, segment_table
-from app.dashboard import DashboardFeed
+from app.dashboard import engine_feed
 from app.dashboard_server import DashboardServer
 from app.replay_io import OutputDir
+from app.report import persona_agreement, rule_table, segment_table
 
 DASHBOARD_SAMPLE_S = 0.5  # the demo runs for seconds, not hours: sample often
 
@@ -51,10 +50,7 @@ def run(args: argparse.Namespace) -> int:
     out = OutputDir(out_dir, "simulator")
     print(f"segstream demo: {scenario.users:,} users, {scenario.events:,} events, seed {scenario.seed}", flush=True)
     sizes = SegmentSizes()
-    feed = DashboardFeed(
-        "demo", catalog=lambda: segment_catalog(pipeline.engine.model, settings.engine.rules.segments),
-        sizes=sizes.items, model=lambda: pipeline.engine.model,
-    )  # fmt: skip
+    feed = engine_feed("demo", lambda: pipeline.engine.model, settings.engine.rules.segments, sizes.items)
     server = DashboardServer(feed, port=args.dashboard_port).start() if args.dashboard_port else None
     if server is not None:
         print(f"dashboard: {server.url}", flush=True)
