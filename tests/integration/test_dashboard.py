@@ -194,3 +194,37 @@ def test_the_worker_dashboard_draws_the_traffic_it_processed(start_worker, tmp_p
 
 def _size_points(history: list[dict], segments: list[dict]) -> int:
     return sum(p["sizes"].get(s["id"]) is not None for p in history for s in segments)
+
+
+@pytest.mark.timeout(240)
+def test_with_a_token_the_page_asks_for_it_then_draws_with_it(start_worker, tmp_path):
+    worker = start_worker(SEGSTREAM_API_TOKEN="s3cret")
+    url = f"http://127.0.0.1:{worker.env['SEGSTREAM_WEB_PORT']}/dashboard"
+
+    async def visit() -> tuple[dict, list[str], dict, list[str]]:
+        async with Browser() as browser:
+            page = await browser.new_page()
+            await page.goto(url)  # no token: the data answers 401, and the page says what to do
+            await page.wait_for("document.getElementById('status').dataset.state === 'error'", timeout=30)
+            refused = await page.evaluate(
+                "({status: document.getElementById('status').textContent,"
+                " banner: document.getElementById('banner').textContent,"
+                " hidden: document.getElementById('banner').hidden})"
+            )
+            refused_errors = list(page.errors)
+            await page.evaluate("window.location.hash = 'token=s3cret'")  # polling resumes with the token
+            await page.wait_for("window.segstreamDashboard && window.segstreamDashboard.renders >= 2", timeout=30)
+            accepted = await page.evaluate(
+                "({status: document.getElementById('status').dataset.state,"
+                " source: window.segstreamDashboard.data.source,"
+                " hidden: document.getElementById('banner').hidden})"
+            )
+            return refused, refused_errors, accepted, page.errors[len(refused_errors):]
+
+    refused, refused_errors, accepted, later_errors = asyncio.run(visit())
+    assert "Not authorised" in refused["status"] and not refused["hidden"]
+    assert "/dashboard#token=" in refused["banner"]
+    # The browser logs the refused request itself; nothing else went wrong.
+    assert refused_errors and all("401" in error for error in refused_errors), refused_errors
+    assert accepted == {"status": "live", "source": "worker", "hidden": True}
+    assert later_errors == []
