@@ -17,6 +17,7 @@ import uuid
 from collections.abc import Iterable
 from pathlib import Path
 
+import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
@@ -102,6 +103,12 @@ class Worker:
 
     def errors(self) -> list[str]:
         return [line for line in self._log().splitlines() if "[ERROR]" in line or "Traceback" in line]
+
+
+def user_key(line: bytes) -> bytes:
+    """The Kafka key of a simulated message (one event, or an array of one user's): its user_id."""
+    doc = orjson.loads(line)
+    return (doc[0] if isinstance(doc, list) else doc)["user_id"].encode()
 
 
 async def topics_exist(names: Iterable[str]) -> bool:

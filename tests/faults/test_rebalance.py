@@ -11,7 +11,7 @@ import orjson
 import pytest
 
 from app.core.simulator import Scenario, generate
-from tests.kafka_harness import SEGSTREAM, Worker, produce, wait_until_consumed
+from tests.kafka_harness import SEGSTREAM, Worker, produce, user_key, wait_until_consumed
 from tests.scrape import scrape, segment_users
 
 pytestmark = pytest.mark.integration
@@ -36,7 +36,7 @@ def test_segment_sizes_summed_over_two_workers_are_the_users_after_a_rebalance(t
     first = Worker(tmp_path, **env).start()
     second = None
     try:
-        keyed = [(_user_of(line), line) for line in lines]
+        keyed = [(user_key(line), line) for line in lines]
         asyncio.run(produce(first.topic("clicks"), keyed))
         wait_until_consumed(first, first.topic("clicks"))
         assert segment_users(scrape(first)) == truth
@@ -55,8 +55,3 @@ def test_segment_sizes_summed_over_two_workers_are_the_users_after_a_rebalance(t
         first.stop()
         if second is not None:
             second.stop()
-
-
-def _user_of(line: bytes) -> bytes:
-    doc = orjson.loads(line)
-    return (doc[0] if isinstance(doc, list) else doc)["user_id"].encode()

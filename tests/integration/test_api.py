@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import re
 import subprocess
 import time
 import urllib.error
@@ -17,6 +16,8 @@ from jsonschema import Draft202012Validator, FormatChecker
 from redis import Redis
 
 from tests.kafka_harness import SEGSTREAM, Worker, produce, wait_until_consumed
+from tests.polling import poll
+from tests.scrape import sample
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
@@ -74,24 +75,6 @@ def get(port: str, path: str, token: str | None = None) -> Reply:
             return Reply(response.status, response.headers, response.read())
     except urllib.error.HTTPError as error:
         return Reply(error.code, error.headers, error.read())
-
-
-def poll(check, what: str, timeout: float = 60.0, every: float = 0.2):
-    """``check()`` until it returns something truthy; fails with ``what`` after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            pytest.fail(f"{what}: not after {timeout} s (last: {result!r})")
-        time.sleep(every)
-
-
-def metric(scrape: str, name: str) -> float:
-    """One sample's value from a Prometheus text page (0 if the series is absent)."""
-    match = re.search(rf"^{re.escape(name)} (\S+)$", scrape, re.MULTILINE)
-    return float(match.group(1)) if match else 0.0
 
 
 # --- The OpenAPI document's schemas --------------------------------------------------------------
@@ -377,8 +360,8 @@ def test_with_redis_stopped_clicks_flow_profiles_wait_then_catch_up(start_worker
 
         def stuck() -> bool:
             scrape = get(port, "/metrics").raw.decode()
-            return (metric(scrape, "segstream_profile_backlog") > 0
-                    and metric(scrape, 'segstream_redis_errors_total{op="write"}') > 0)  # fmt: skip
+            return ((sample(scrape, "segstream_profile_backlog") or 0.0) > 0
+                    and (sample(scrape, "segstream_redis_errors_total", op="write") or 0.0) > 0)  # fmt: skip
 
         poll(stuck, "a profile backlog and failed writes while Redis is stopped", timeout=30)
         reply = get(port, "/users/down-3")  # Redis times out: the table answers
@@ -394,7 +377,8 @@ def test_with_redis_stopped_clicks_flow_profiles_wait_then_catch_up(start_worker
                          for user, clicks in users.items()), "every profile in Redis after it resumed")  # fmt: skip
     finally:
         redis.close()
-    poll(lambda: metric(get(port, "/metrics").raw.decode(), "segstream_profile_backlog") == 0, "backlog back to 0")
+    poll(lambda: (sample(get(port, "/metrics").raw.decode(), "segstream_profile_backlog") or 0.0) == 0,
+         "backlog back to 0")
     reply = get(port, "/users/down-7")
     assert reply.headers["X-Segstream-Source"] == "redis" and reply.json["user_id"] == "down-7"
     assert reply.json["seq"] == 8

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import csv
 import subprocess
-import time
 from collections import Counter
 
 import orjson
@@ -14,7 +13,8 @@ import pytest
 from app.core.events import parse_ts
 from app.core.simulator import Scenario, generate
 from app.report import persona_agreement
-from tests.kafka_harness import SEGSTREAM, produce, read_all, wait_until_consumed
+from tests.kafka_harness import SEGSTREAM, produce, read_all, user_key, wait_until_consumed
+from tests.polling import poll
 from tests.scrape import sample, scrape, segment_users
 
 pytestmark = pytest.mark.integration
@@ -98,7 +98,7 @@ def test_same_file_gives_same_changes_through_kafka_and_replay(start_worker, tmp
     replayed = [orjson.loads(line) for line in (tmp_path / "fixed" / "segment_changes.jsonl").read_bytes().splitlines()]
 
     worker = start_worker(SEGSTREAM_MODEL_FILE=str(model), SEGSTREAM_LEARN="false")
-    keyed = [(orjson.loads(line)["user_id"].encode() if line.startswith(b"{") else orjson.loads(line)[0]["user_id"].encode(), line) for line in lines]  # noqa: E501
+    keyed = [(user_key(line), line) for line in lines]
     asyncio.run(produce(worker.topic("clicks"), keyed))
     wait_until_consumed(worker, worker.topic("clicks"))
     streamed = [orjson.loads(r.value) for r in asyncio.run(read_all(worker.topic("segment-changes")))]
@@ -121,7 +121,8 @@ def test_same_file_gives_same_changes_through_kafka_and_replay(start_worker, tmp
     assert sample(text, "segstream_records_sent_total", topic=worker.topic("segment-changes")) == len(streamed)
     worker.stop()
     worker.start()
-    _wait_for(lambda: segment_users(scrape(worker)) == expected, "segment sizes recounted after a restart")
+    poll(lambda: segment_users(scrape(worker)) == expected, "segment sizes recounted after a restart", timeout=90,
+         every=0.5)
 
     # Triggers: the same ones, up to where both have certainly seen the whole stream
     # (replay fires what is due by the last event; the worker's idle advance goes on).
@@ -136,13 +137,6 @@ def test_same_file_gives_same_changes_through_kafka_and_replay(start_worker, tmp
     streamed_triggers = [orjson.loads(r.value) for r in asyncio.run(read_all(worker.topic("triggers")))]
     assert {t["trigger"] for t in replayed_triggers} == {"cart_abandon", "hot_lead"}
     assert due_by_horizon(streamed_triggers) == due_by_horizon(replayed_triggers)
-
-
-def _wait_for(check, what: str, timeout: float = 90.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.5)
 
 
 def _events_of(line: bytes) -> list[dict]:

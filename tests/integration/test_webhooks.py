@@ -5,12 +5,12 @@ from __future__ import annotations
 import asyncio
 import base64
 import subprocess
-import time
 
 import orjson
 import pytest
 
 from tests.kafka_harness import SEGSTREAM, produce, read_all, wait_until_consumed
+from tests.polling import poll
 from tests.webhook_receiver import Receiver
 
 pytestmark = pytest.mark.integration
@@ -31,14 +31,6 @@ def _events(users: range) -> list[tuple[bytes, bytes]]:
                 event["value"] = 20.0
             messages.append((user.encode(), orjson.dumps(event)))
     return messages
-
-
-def _wait_for(check, timeout: float = 90.0, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not true after {timeout} s: {what}")
-        time.sleep(0.5)
 
 
 def test_every_event_reaches_every_subscriber_at_least_once_signed(start_worker, tmp_path):
@@ -83,8 +75,9 @@ triggers = []
         assert {t["trigger"] for t in fired} == {"hot_lead"} and len(fired) == 12
 
         # Everything arrives at the healthy and at the flaky endpoint, each id at least once.
-        _wait_for(lambda: set(receiver.ids("/ok", 200)) == published, what="all events at /ok")
-        _wait_for(lambda: set(receiver.ids("/flaky", 200)) == published, what="all events at /flaky, after retries")
+        poll(lambda: set(receiver.ids("/ok", 200)) == published, "all events at /ok", timeout=90, every=0.5)
+        poll(lambda: set(receiver.ids("/flaky", 200)) == published, "all events at /flaky, after retries",
+             timeout=90, every=0.5)
         assert all(r.signature_ok for r in receiver.requests), "every request carries a valid signature"
         flaky = [r for r in receiver.requests if r.path == "/flaky"]
         assert len(flaky) >= 2 * len(published)  # one failure, then the delivery, for every id
@@ -106,12 +99,12 @@ triggers = []
             return check
 
         wanted_by_gone = {c["event_id"] for c in changes}
-        _wait_for(dead_lettered(wanted_by_gone), what="every event for /gone in webhooks-dlq")
+        poll(dead_lettered(wanted_by_gone), "every event for /gone in webhooks-dlq", timeout=90, every=0.5)
         sent_to_gone = len(receiver.ids("/gone"))
         asyncio.run(produce(worker.topic("clicks"), _events(range(12, 15))))
         wait_until_consumed(worker, worker.topic("clicks"))
         later = {f"w{n:02d}:1" for n in range(12, 15)}  # their 'buyer' entries
-        _wait_for(dead_lettered(wanted_by_gone | later), what="the later events for /gone in webhooks-dlq")
+        poll(dead_lettered(wanted_by_gone | later), "the later events for /gone in webhooks-dlq", timeout=90, every=0.5)
         assert len(receiver.ids("/gone")) == sent_to_gone
         assert all(letter["subscriber"] == "gone" and "410" in letter["reason"] for letter in letters)
         wanted_by_gone |= later
