@@ -32,10 +32,8 @@ log = logging.getLogger(__name__)
 change_sender = BatchSender(on_sent=metrics.count_sent)
 trigger_sender = BatchSender(on_sent=metrics.count_sent)
 last_click_at: dict[int, float] = {}  # partition -> wall time of its latest click (idle advance)
-owned_partitions: set[int] = set()  # clicks (= user-state) partitions assigned to this worker
 for _trigger in settings.engine.rules.triggers.names():  # every trigger's series exists from the start
     metrics.triggers.labels(_trigger)
-_index_stale = True  # the deadline index and segment sizes must be rebuilt from the table (start, rebalance)
 
 
 def _load_model_file() -> None:
@@ -107,7 +105,6 @@ async def segment_users(stream):
 async def _segment_batch(batch: Sequence[EventT]) -> None:
     started, now = time.perf_counter(), time.time()
     _follow_published_model()
-    _reindex()
     positions: list[tuple[int, int]] = []
     events = await _decode(batch, now, positions)
     # events: validated ClickEvents in partition order, positions[i]: (partition, offset) of events[i]
@@ -154,25 +151,26 @@ async def _publish(result) -> None:
         )
 
 
-def _reindex() -> None:
-    """After a rebalance's recovery: the deadlines and segment sizes of the users this worker owns."""
-    global _index_stale
-    if not _index_stale:
-        return
-    _index_stale = False
+@user_to_state.on_recover
+async def _reindex() -> None:
+    """The deadlines and segment sizes of the users this worker owns, from the table.
+
+    Faust calls this after every rebalance's recovery (a start included), once the
+    store has dropped the partitions this worker lost and before the clicks resume.
+    """
     engine.deadlines.clear()
     segment_sizes.clear()
-    scheduled = user_states.reindex(engine.deadlines, settings.engine.rules.triggers, owned_partitions,
-                                    segment_sizes.count)  # fmt: skip
-    log.info("reindexed %d partitions: %d users with a pending trigger", len(owned_partitions), scheduled)
+    clicks_topic = clicks.get_topic_name()  # its partitions are the user states' (co-partitioned)
+    owned = {tp.partition for tp in app.assignor.assigned_actives() if tp.topic == clicks_topic}
+    scheduled = user_states.reindex(engine.deadlines, settings.engine.rules.triggers, owned, segment_sizes.count)
+    log.info("reindexed %d partitions: %d users with a pending trigger", len(owned), scheduled)
 
 
 @app.timer(interval=1.0)
 async def advance_idle_watermark() -> None:
     """Let deadlines fire when clicks stop: see "Idle advance" in the README."""
-    if not tables_ready():  # no rebuild from a half-read changelog
+    if not tables_ready():  # no firing while the table recovers
         return
-    _reindex()
     if not last_click_at:
         return
     now = time.time()
@@ -189,36 +187,19 @@ async def advance_idle_watermark() -> None:
 
 @app.on_partitions_revoked.connect
 async def _forget_partitions(app, revoked, **kwargs) -> None:  # noqa: ARG001 - Faust signal signature
-    global _index_stale
     gone = [tp.partition for tp in revoked if tp.topic == clicks.get_topic_name()]
     engine.watermark.forget(gone)
     for partition in gone:  # not a changelog's or model-samples' partition of the same number
         last_click_at.pop(partition, None)
-        owned_partitions.discard(partition)
     # Nothing of the revoked users may fire or be counted here until the reindex after recovery.
     engine.deadlines.clear()
     segment_sizes.clear()
-    _index_stale = True
 
 
 @app.on_partitions_assigned.connect
 async def _index_new_partitions(app, assigned, **kwargs) -> None:  # noqa: ARG001
-    global _index_stale
-    _index_stale = True  # rebuilt at the next batch or tick, once the table has recovered
     now = time.time()
     for tp in assigned:  # a partition that stays silent from now on counts as idle in time
         if tp.topic == clicks.get_topic_name():
             last_click_at.setdefault(tp.partition, now)
-            owned_partitions.add(tp.partition)
 
-
-@user_to_state.on_recover
-async def _reindex_after_recovery() -> None:
-    """Reindex once the rebalance's recovery is over and the store has dropped what this worker lost.
-
-    ``tables_ready()`` can be true between an assignment and the start of its recovery,
-    so a reindex from the timer may have run on a half-recovered table: do it again.
-    """
-    global _index_stale
-    _index_stale = True
-    _reindex()
