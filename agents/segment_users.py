@@ -23,7 +23,7 @@ from app.core.features import OK
 from app.main import app, settings
 from app.model_feed import CURRENT
 from app.record_batches import BatchSender
-from app.topics import clicks, clicks_dlq, declare_topics, model_samples, segment_changes, triggers
+from app.topics import clicks, clicks_dlq, model_samples, segment_changes, triggers
 from tables.codecs import decode_model
 from tables.user_state import tables_ready, user_states, user_to_state
 
@@ -95,7 +95,6 @@ async def _check_partitions() -> None:
 async def segment_users(stream):
     """Per batch: decode, fold into state, decide segments, write each touched user once."""
     _load_model_file()
-    await declare_topics()
     await _check_partitions()
     async for batch in stream.take_events(settings.batch_size, within=settings.batch_within_s):
         # The batch is acked when this body is left, a stop included: finish it first.

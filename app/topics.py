@@ -9,15 +9,15 @@ from __future__ import annotations
 import asyncio
 import time
 
-from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
 from app.main import app, settings
 from app.model_feed import bootstrap_servers
 
-# internal=True: the worker creates each topic at start with these partition counts
-# (an existing topic is left as it is).
+# The worker creates each missing topic at start with these partition counts
+# (create_before_start; an existing topic is left as it is). internal=True lets Faust
+# declare the ones it subscribes to as well.
 _RAW = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw", "internal": True}
 
 # Partitions: clicks and the user-state changelog must match (co-partitioned by user_id).
@@ -45,12 +45,6 @@ ALL_TOPICS = (
 )  # fmt: skip
 
 
-async def declare_topics() -> None:
-    """Create every topic that is missing, with the partition counts above."""
-    for topic in ALL_TOPICS:
-        await topic.maybe_declare()
-
-
 async def create_before_start(timeout_s: float = 60.0) -> list[str]:
     """Create the missing topics, and wait until the broker's metadata lists them; returns those created.
 
@@ -60,8 +54,7 @@ async def create_before_start(timeout_s: float = 60.0) -> list[str]:
     partitions ("Ignoring missing topic") until its next metadata refresh, minutes
     later. Seen on a freshly started broker.
     """
-    bootstrap = bootstrap_servers(settings.broker)
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers(settings.broker))
     await admin.start()
     try:
         existing = set(await admin.list_topics())
@@ -75,24 +68,17 @@ async def create_before_start(timeout_s: float = 60.0) -> list[str]:
                 if code not in (0, TopicAlreadyExistsError.errno):
                     message = rest[0] if rest else ""
                     raise SystemExit(f"segstream: cannot create topic {name}: error {code} {message}")
+        await _until_listed(admin, [topic.get_topic_name() for topic in ALL_TOPICS], timeout_s)
     finally:
         await admin.close()
-    await _until_listed([topic.get_topic_name() for topic in ALL_TOPICS], bootstrap, timeout_s)
     return [topic.get_topic_name() for topic in missing]
 
 
-async def _until_listed(names: list[str], bootstrap: str, timeout_s: float) -> None:
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
-    await consumer.start()
-    try:
-        deadline = time.monotonic() + timeout_s
-        while True:
-            listed = await consumer.topics()  # a fresh metadata request to the broker
-            unlisted = [name for name in names if name not in listed]
-            if not unlisted:
-                return
-            if time.monotonic() > deadline:
-                raise SystemExit(f"segstream: topics {unlisted} not in the broker's metadata after {timeout_s:.0f} s")
-            await asyncio.sleep(0.2)
-    finally:
-        await consumer.stop()
+async def _until_listed(admin: AIOKafkaAdminClient, names: list[str], timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while unlisted := set(names) - set(await admin.list_topics()):  # a fresh metadata request each time
+        if time.monotonic() > deadline:
+            raise SystemExit(
+                f"segstream: topics {sorted(unlisted)} not in the broker's metadata after {timeout_s:.0f} s"
+            )
+        await asyncio.sleep(0.2)
