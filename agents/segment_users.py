@@ -67,7 +67,11 @@ async def _decode(batch: Sequence[EventT], now: float, positions: list[tuple[int
         message = event.message
         last_click_at[message.partition] = now
         decoded = decode_message(
-            event.value, now=now, max_bytes=settings.max_message_bytes, max_future_s=settings.max_future_s
+            event.value,
+            now=now,
+            max_bytes=settings.max_message_bytes,
+            max_future_s=settings.max_future_s,
+            min_event_time=settings.min_event_time,
         )
         if decoded.events:
             positions.extend([(message.partition, message.offset)] * len(decoded.events))

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from app.core.engine import EngineConfig
+from app.core.events import parse_min_event_time
 from app.core.features import FeatureConfig
 from app.core.learner import LearnerConfig
 from app.core.rulebook import RFM_SEGMENTS, CustomTrigger, RulesConfig, TriggerConfig
@@ -58,6 +59,7 @@ class Settings:
     state_cache_users: int = 200_000
     max_message_bytes: int = 1_048_576
     max_future_s: float = 86_400.0
+    min_event_time: float | None = None  # epoch seconds; earlier events are dead letters (None: any since 1970)
     learn: bool = True
     model_file: str = ""
     idle_after_s: float = 30.0  # no clicks for this long (wall time): the watermark advances anyway
@@ -90,7 +92,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     for name, spec in scalars.items():
         raw = env.get(f"{ENV_PREFIX}{name.upper()}", doc.get(name))
         if raw is not None:
-            values[name] = _coerce(name, spec.type, raw)
+            values[name] = _min_event_time(raw) if name == "min_event_time" else _coerce(name, spec.type, raw)
     try:  # EngineConfig parses and type-checks every rule: errors stop the start-up here
         values["engine"] = EngineConfig(
             features=_section(FeatureConfig, sections["features"], "features"),
@@ -141,6 +143,20 @@ def _coerce(name: str, kind: Any, raw: Any) -> Any:
         return kind(raw)
     except (TypeError, ValueError):
         raise SystemExit(f"segstream: setting {name} must be {kind.__name__}, got {raw!r}") from None
+
+
+def _min_event_time(raw: Any) -> float | None:
+    """RFC 3339 (a TOML date-time too) or epoch seconds; empty means no floor.
+
+    >>> _min_event_time("2020-01-01T00:00:00Z"), _min_event_time(""), _min_event_time(1577836800)
+    (1577836800.0, None, 1577836800.0)
+    """
+    if raw == "":
+        return None
+    try:
+        return parse_min_event_time(raw)
+    except ValueError as exc:
+        raise SystemExit(f"segstream: setting min_event_time: {exc}") from None
 
 
 def _section(cls: type, values: dict[str, Any], name: str) -> Any:

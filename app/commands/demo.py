@@ -45,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
     from app.main import settings
 
     scenario = Scenario(users=args.users, events=args.events, seed=args.seed)
-    pipeline = EmbeddedPipeline(settings.engine)
+    pipeline = EmbeddedPipeline(settings.engine, min_event_time=settings.min_event_time)
     out_dir = args.out or Path(tempfile.mkdtemp(prefix="segstream-demo-"))
     out = OutputDir(out_dir, "simulator")
     print(f"segstream demo: {scenario.users:,} users, {scenario.events:,} events, seed {scenario.seed}", flush=True)

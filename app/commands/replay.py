@@ -57,6 +57,8 @@ def replay(
     raws: list[bytes] = []
 
     def flush() -> None:
+        # now: the wall clock, so events over a day (max_future_s's default) ahead of it are dead letters,
+        # and history of any age since 1970 is not (min_event_time, when set, is the pipeline's floor).
         result = pipeline.feed(raws, now=clock())
         stats.messages += len(raws)
         stats.outcomes.update(result.outcomes)
@@ -91,7 +93,9 @@ def run(args: argparse.Namespace) -> int:
     if args.no_learn and model is None:
         print("segstream replay: --no-learn needs --model", file=sys.stderr)
         return 2
-    pipeline = EmbeddedPipeline(settings.engine, model=model, learn=not args.no_learn)
+    pipeline = EmbeddedPipeline(
+        settings.engine, model=model, learn=not args.no_learn, min_event_time=settings.min_event_time
+    )
     out = OutputDir(args.out, str(args.file))
     progress = Progress(args.file.stat().st_size)
 

@@ -42,8 +42,16 @@ class FeedResult:
 class EmbeddedPipeline:
     """Engine plus learner plus in-memory state."""
 
-    def __init__(self, config: EngineConfig, *, model: ModelSnapshot | None = None, learn: bool = True) -> None:
+    def __init__(
+        self,
+        config: EngineConfig,
+        *,
+        model: ModelSnapshot | None = None,
+        learn: bool = True,
+        min_event_time: float | None = None,  # the setting: events before it are rejects
+    ) -> None:
         self.config = config
+        self.min_event_time = min_event_time
         self.engine = Engine(config)
         self.states: dict[str, UserState] = {}
         self.learner = (
@@ -60,7 +68,7 @@ class EmbeddedPipeline:
         message_of: list[int] = []  # each event's message, so users are decided once per message
         out = FeedResult()
         for position, raw in enumerate(messages):
-            decoded = decode_message(raw, now=now)
+            decoded = decode_message(raw, now=now, min_event_time=self.min_event_time)
             events.extend(decoded.events)
             message_of.extend([position] * len(decoded.events))
             for reject in decoded.rejects:

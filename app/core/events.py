@@ -46,11 +46,11 @@ MAX_EVENTS_PER_MESSAGE = 1_000
 MAX_ID_CHARS = 256
 MAX_TEXT_CHARS = 2_048
 MAX_TRAITS = 32
-# Epoch numbers at or above this are milliseconds: 1e11 s is the year 5138,
-# while 1e11 ms is 1973, before any event we accept.
+# Epoch numbers below this are seconds (up to 5138-11-16), at or above it milliseconds
+# (from 1973-03-03T09:46:40Z on): the rule in parse_ts's docstring.
 _MS_THRESHOLD = 1e11
-# 2000-01-01T00:00:00Z: anything earlier is a bug in the producer, not history.
-EARLIEST_TS = 946_684_800.0
+# 1970-01-01T00:00:00Z: any date since is history, and valid; a negative epoch is not.
+EARLIEST_TS = 0.0
 DEFAULT_MAX_FUTURE_S = 86_400.0
 
 
@@ -120,11 +120,14 @@ def decode_message(
     now: float,
     max_bytes: int = MAX_MESSAGE_BYTES,
     max_future_s: float = DEFAULT_MAX_FUTURE_S,
+    min_event_time: float | None = None,
 ) -> DecodedMessage:
     """Decode one message into valid events and rejects; never raises on bad input.
 
     ``now`` is the caller's clock (epoch seconds): events dated more than
-    ``max_future_s`` after it are rejected as absurd.
+    ``max_future_s`` after it are rejected as absurd. Events of any date since
+    1970 are valid; ``min_event_time`` (epoch seconds, the ``min_event_time``
+    setting) is an optional floor, and events before it are rejected.
 
     A valid message is decoded and checked in C by msgspec. A message that fails
     is decoded again by :func:`parse_event`, which says which event and field is
@@ -136,23 +139,24 @@ def decode_message(
     if len(raw) > max_bytes:
         return DecodedMessage(rejects=[Reject(f"message is {len(raw)} bytes, over the limit of {max_bytes}", raw)])
     latest = now + max_future_s
+    earliest = EARLIEST_TS if min_event_time is None else min_event_time
     try:
         doc = _FAST_DECODER.decode(raw)
     except msgspec.DecodeError:
-        return decode_slowly(raw, latest)
+        return decode_slowly(raw, latest, min_event_time=min_event_time)
     events = doc if type(doc) is list else [doc]
     for event in events:
         try:
             ts = parse_ts(event.ts)
         except InvalidEvent:
-            return decode_slowly(raw, latest)
-        if ts > latest:
-            return decode_slowly(raw, latest)
+            return decode_slowly(raw, latest, min_event_time=min_event_time)
+        if ts > latest or ts < earliest:
+            return decode_slowly(raw, latest, min_event_time=min_event_time)
         event.ts = ts
     return DecodedMessage(events)
 
 
-def decode_slowly(raw: bytes, latest_ts: float) -> DecodedMessage:
+def decode_slowly(raw: bytes, latest_ts: float, *, min_event_time: float | None = None) -> DecodedMessage:
     """Decode with :func:`parse_event`, event by event, giving every reject its reason."""
     out = DecodedMessage()
     try:
@@ -162,7 +166,7 @@ def decode_slowly(raw: bytes, latest_ts: float) -> DecodedMessage:
         return out
     if isinstance(doc, dict):
         try:
-            out.events.append(parse_event(doc, latest_ts=latest_ts))
+            out.events.append(parse_event(doc, latest_ts=latest_ts, min_event_time=min_event_time))
         except InvalidEvent as exc:
             out.rejects.append(Reject(str(exc), raw))
     elif isinstance(doc, list):
@@ -175,7 +179,7 @@ def decode_slowly(raw: bytes, latest_ts: float) -> DecodedMessage:
             try:
                 if not isinstance(item, dict):
                     raise InvalidEvent(f"array item is {_json_kind(item)}, not an event object")
-                out.events.append(parse_event(item, latest_ts=latest_ts))
+                out.events.append(parse_event(item, latest_ts=latest_ts, min_event_time=min_event_time))
             except InvalidEvent as exc:
                 out.rejects.append(Reject(str(exc), orjson.dumps(item), index))
     else:
@@ -183,13 +187,24 @@ def decode_slowly(raw: bytes, latest_ts: float) -> DecodedMessage:
     return out
 
 
-def parse_event(doc: dict[str, Any], *, latest_ts: float = math.inf) -> ClickEvent:
+def parse_event(
+    doc: dict[str, Any], *, latest_ts: float = math.inf, min_event_time: float | None = None
+) -> ClickEvent:
     """Validate one decoded JSON object against the contract.
+
+    ``ts`` must be at most ``latest_ts`` and, when ``min_event_time`` is given
+    (epoch seconds), at least that.
 
     >>> parse_event({"user_id": "u1", "type": "page_view", "ts": "2026-01-01T00:00:00Z"}).ts
     1767225600.0
     >>> parse_event({"user_id": "u1", "type": "page_view", "ts": 1767225600000}).ts
     1767225600.0
+    >>> parse_event({"user_id": "u1", "type": "purchase", "ts": "1997-05-14T09:30:00Z"}).ts
+    863602200.0
+    >>> parse_event({"user_id": "u1", "type": "purchase", "ts": "2019-12-31T23:59:59Z"}, min_event_time=1577836800)
+    Traceback (most recent call last):
+    ...
+    app.core.events.InvalidEvent: field 'ts': before min_event_time 2020-01-01T00:00:00Z
     >>> parse_event({"user_id": "u1", "type": "page_view"})
     Traceback (most recent call last):
     ...
@@ -204,6 +219,8 @@ def parse_event(doc: dict[str, Any], *, latest_ts: float = math.inf) -> ClickEve
     if "ts" not in doc:
         raise InvalidEvent("field 'ts': missing")
     ts = parse_ts(doc["ts"])
+    if min_event_time is not None and ts < min_event_time:
+        raise InvalidEvent(f"field 'ts': before min_event_time {_rfc3339(min_event_time)}")
     if ts > latest_ts:
         raise InvalidEvent(f"field 'ts': {ts:.3f} is too far in the future")
     if len(doc) == 3:
@@ -250,7 +267,31 @@ _NUMBERS = (int, float)  # bool is a subclass of int, but type() keeps it out
 
 
 def parse_ts(raw: Any) -> float:
-    """Event time in epoch seconds from RFC 3339, epoch seconds or epoch milliseconds."""
+    """Event time in epoch seconds from RFC 3339, epoch seconds or epoch milliseconds.
+
+    Any time from 1970-01-01T00:00:00Z on is valid; earlier ones (negative epochs)
+    are rejected. A number is read by one rule, with no guessing per event:
+
+    - below 1e11 it is epoch seconds: 1970-01-01 up to 5138-11-16;
+    - at or above 1e11 it is epoch milliseconds: 1973-03-03T09:46:40Z onwards.
+
+    So seconds work for every date since 1970, and milliseconds for every date
+    from 1973-03-03T09:46:40Z on. A millisecond epoch of an earlier date is below
+    1e11 and is read, by that rule, as seconds: a date between 1970 and 5138,
+    which the bound on future timestamps rejects, except for milliseconds below
+    the current epoch in seconds (about 1.8e9 now: the first three weeks of 1970),
+    which are misread as a past date. Producers with event times before
+    1973-03-03 send RFC 3339 or epoch seconds.
+
+    >>> parse_ts("1997-05-14T09:30:00+00:00"), parse_ts(863602200), parse_ts(863602200000)
+    (863602200.0, 863602200.0, 863602200.0)
+    >>> parse_ts(0), parse_ts(99_999_999_999), parse_ts(100_000_000_000)
+    (0.0, 99999999999.0, 100000000.0)
+    >>> parse_ts("1969-12-31T23:59:59Z")
+    Traceback (most recent call last):
+    ...
+    app.core.events.InvalidEvent: field 'ts': must be on or after 1970-01-01T00:00:00Z
+    """
     if type(raw) is str:
         try:
             parsed = datetime.fromisoformat(raw)
@@ -264,8 +305,57 @@ def parse_ts(raw: Any) -> float:
     else:
         raise InvalidEvent("field 'ts': must be an RFC 3339 string or epoch seconds or milliseconds")
     if not math.isfinite(ts) or ts < EARLIEST_TS:
-        raise InvalidEvent("field 'ts': must be on or after 2000-01-01T00:00:00Z")
+        raise InvalidEvent("field 'ts': must be on or after 1970-01-01T00:00:00Z")
     return ts
+
+
+def parse_min_event_time(raw: Any) -> float:
+    """The ``min_event_time`` setting in epoch seconds, from RFC 3339 or epoch seconds.
+
+    Raises ``ValueError`` saying what is wrong. Numbers are always seconds here: one
+    of 1e11 or more (the year 5138) is refused as probably milliseconds.
+
+    >>> [parse_min_event_time(raw) for raw in ("2020-01-01T00:00:00Z", 1577836800, "1577836800")]
+    [1577836800.0, 1577836800.0, 1577836800.0]
+    >>> parse_min_event_time("2020-01-01")
+    Traceback (most recent call last):
+    ...
+    ValueError: '2020-01-01' has no UTC offset; want an RFC 3339 timestamp such as 2020-01-01T00:00:00Z or epoch seconds
+    """
+    hint = "want an RFC 3339 timestamp such as 2020-01-01T00:00:00Z or epoch seconds"
+    if isinstance(raw, datetime):  # a TOML offset date-time arrives parsed
+        parsed = raw
+    elif type(raw) is str:  # from the environment, or quoted in TOML
+        try:
+            number = float(raw)
+        except ValueError:
+            number = None
+        if number is not None:
+            return _floor_seconds(number, raw)
+        try:
+            parsed = datetime.fromisoformat(raw.strip())
+        except ValueError:
+            raise ValueError(f"{raw[:40]!r} is not a timestamp; {hint}") from None
+    elif type(raw) in _NUMBERS:
+        return _floor_seconds(float(raw), raw)
+    else:
+        raise ValueError(f"{raw!r:.40} is not a timestamp; {hint}")
+    if parsed.tzinfo is None:
+        raise ValueError(f"{str(raw)[:40]!r} has no UTC offset; {hint}")
+    return _floor_seconds(parsed.timestamp(), raw)
+
+
+def _floor_seconds(ts: float, raw: Any) -> float:
+    if not math.isfinite(ts) or ts < EARLIEST_TS:
+        raise ValueError(f"{str(raw)[:40]!r} is not on or after 1970-01-01T00:00:00Z")
+    if ts >= _MS_THRESHOLD:
+        raise ValueError(f"{str(raw)[:40]!r} is after the year 5138: epoch milliseconds? give epoch seconds")
+    return ts
+
+
+def _rfc3339(ts: float) -> str:
+    """``2020-01-01T00:00:00Z``: as a setting is written, with a fraction only if it has one."""
+    return datetime.fromtimestamp(ts, timezone.utc).isoformat().replace("+00:00", "Z")
 
 
 def _bad_text(name: str, limit: int) -> InvalidEvent:

@@ -12,12 +12,15 @@ from app.core.events import (
     MAX_MESSAGE_BYTES,
     InvalidEvent,
     decode_message,
+    decode_slowly,
     format_ts,
     parse_event,
     parse_ts,
 )
 
 NOW = 1_767_225_600.0
+MAY_1997 = 863_602_200.0  # 1997-05-14T09:30:00Z
+FLOOR = 1_577_836_800.0  # 2020-01-01T00:00:00Z
 
 
 def test_timestamps_in_all_three_forms_agree():
@@ -33,12 +36,99 @@ def test_timestamps_in_all_three_forms_agree():
         ("2026-01-01T00:00:00", "has no UTC offset"),
         (True, "must be an RFC 3339 string"),
         (None, "must be an RFC 3339 string"),
-        (12, "on or after 2000-01-01"),
+        (-1, "on or after 1970-01-01T00:00:00Z"),
+        (-0.001, "on or after 1970-01-01T00:00:00Z"),
+        ("1969-12-31T23:59:59Z", "on or after 1970-01-01T00:00:00Z"),
+        ("1970-01-01T00:59:59+01:00", "on or after 1970-01-01T00:00:00Z"),
     ],
 )
 def test_bad_timestamps_say_why(ts, reason):
     with pytest.raises(InvalidEvent, match=reason):
         parse_ts(ts)
+
+
+def test_every_date_since_1970_is_valid():
+    assert parse_ts(0) == parse_ts("1970-01-01T00:00:00Z") == 0.0
+    assert parse_ts(12) == 12.0  # seconds: 1970-01-01T00:00:12Z
+    assert parse_ts("1997-05-14T09:30:00Z") == parse_ts(863_602_200) == parse_ts(863_602_200_000) == MAY_1997
+
+
+def test_numbers_below_1e11_are_seconds_and_above_are_milliseconds():
+    assert parse_ts(99_999_999_999) == 99_999_999_999.0  # seconds: 5138-11-16
+    assert parse_ts(100_000_000_000) == 100_000_000.0  # milliseconds: 1973-03-03T09:46:40Z
+    assert format_ts(parse_ts(100_000_000_000)) == "1973-03-03T09:46:40.000Z"
+
+
+def _forbid_fallback(monkeypatch):
+    def fail(*args, **kwargs):
+        raise AssertionError("the fast path fell back to decode_slowly")
+
+    monkeypatch.setattr("app.core.events.decode_slowly", fail)
+
+
+@pytest.mark.parametrize("ts", ["1997-05-14T09:30:00Z", "1997-05-14T11:30:00+02:00", 863_602_200, 863_602_200_000])
+def test_an_event_from_1997_is_accepted_on_both_paths(ts, monkeypatch):
+    raw = orjson.dumps({"user_id": "u1", "type": "purchase", "ts": ts, "value": 30})
+    slow = decode_slowly(raw, NOW + 86_400.0)
+    _forbid_fallback(monkeypatch)
+    fast = decode_message(raw, now=NOW)
+    assert [(e.user_id, e.ts, e.value) for e in fast.events] == [("u1", MAY_1997, 30.0)] and fast.rejects == []
+    assert [e.to_dict() for e in slow.events] == [e.to_dict() for e in fast.events] and slow.rejects == []
+
+
+@pytest.mark.parametrize("ts", [-1, -86_400.5, "1969-12-31T23:59:59Z", "1901-01-01T00:00:00+00:00"])
+def test_an_event_before_1970_is_rejected_with_its_reason(ts):
+    raw = orjson.dumps([{"user_id": "u1", "type": "search", "ts": ts}, {"user_id": "u2", "type": "search", "ts": 0}])
+    for decoded in (decode_message(raw, now=NOW), decode_slowly(raw, NOW + 86_400.0)):
+        assert [e.user_id for e in decoded.events] == ["u2"]
+        assert [(r.index, r.reason) for r in decoded.rejects] == [
+            (0, "field 'ts': must be on or after 1970-01-01T00:00:00Z")
+        ]
+
+
+@pytest.mark.parametrize(
+    ("ts", "accepted"),
+    [
+        (FLOOR - 0.001, False), ("2019-12-31T23:59:59Z", False), (MAY_1997, False), (0, False),
+        (FLOOR, True), ("2020-01-01T00:00:00Z", True), ("2020-01-01T01:00:00+01:00", True),
+        (FLOOR * 1000, True), (FLOOR + 0.001, True), (NOW, True),
+    ],
+)  # fmt: skip
+def test_min_event_time_rejects_what_is_before_it_and_accepts_the_rest(ts, accepted):
+    raw = orjson.dumps({"user_id": "u1", "type": "search", "ts": ts})
+    fast = decode_message(raw, now=NOW, min_event_time=FLOOR)
+    slow = decode_slowly(raw, NOW + 86_400.0, min_event_time=FLOOR)
+    for decoded in (fast, slow):
+        if accepted:
+            assert len(decoded.events) == 1 and decoded.rejects == []
+        else:
+            assert decoded.events == []
+            assert [r.reason for r in decoded.rejects] == ["field 'ts': before min_event_time 2020-01-01T00:00:00Z"]
+    assert len(decode_message(raw, now=NOW).events) == 1  # no floor by default
+
+
+def test_min_event_time_keeps_the_good_neighbours_and_names_a_fractional_floor():
+    raw = orjson.dumps([{"user_id": "old", "type": "x", "ts": MAY_1997}, {"user_id": "new", "type": "x", "ts": NOW}])
+    decoded = decode_message(raw, now=NOW, min_event_time=MAY_1997 + 0.5)
+    assert [e.user_id for e in decoded.events] == ["new"]
+    assert [(r.index, r.reason) for r in decoded.rejects] == [
+        (0, "field 'ts': before min_event_time 1997-05-14T09:30:00.500000Z")
+    ]
+
+
+def test_min_event_time_does_not_hide_a_negative_epoch():
+    decoded = decode_message(b'{"user_id": "u", "type": "x", "ts": -5}', now=NOW, min_event_time=FLOOR)
+    assert [r.reason for r in decoded.rejects] == ["field 'ts': must be on or after 1970-01-01T00:00:00Z"]
+
+
+def test_the_future_bound_is_relative_to_the_callers_now_not_to_the_events():
+    raw = orjson.dumps([{"user_id": "u", "type": "x", "ts": MAY_1997}, {"user_id": "u", "type": "x", "ts": NOW}])
+    assert len(decode_message(raw, now=NOW).events) == 2  # old history is not "far in the past"
+    decoded = decode_message(raw, now=MAY_1997)  # a clock in 1997: 2026 is the far future
+    assert [e.ts for e in decoded.events] == [MAY_1997]
+    assert [(r.index, r.reason) for r in decoded.rejects] == [
+        (1, "field 'ts': 1767225600.000 is too far in the future")
+    ]
 
 
 def test_full_event_is_parsed():
@@ -129,7 +219,7 @@ events_strategy = st.fixed_dictionaries(
     {
         "user_id": st.text(min_size=1, max_size=20),
         "type": st.sampled_from(sorted(KNOWN_TYPES) + ["custom_thing"]),
-        "ts": st.floats(min_value=946_684_800, max_value=NOW, allow_nan=False).map(lambda x: round(x, 3)),
+        "ts": st.floats(min_value=0, max_value=NOW, allow_nan=False).map(lambda x: round(x, 3)),
     },
     optional={
         "value": st.floats(min_value=0, max_value=1e9, allow_nan=False),
@@ -167,7 +257,8 @@ _texts = st.one_of(
 _numbers = st.one_of(
     st.integers(min_value=-10, max_value=2**60),
     st.floats(allow_nan=False, allow_infinity=False),
-    st.sampled_from([0, 1, 0.5, 1.0000001, -0.0, NOW, NOW * 1000, NOW * 1000 + 0.5, 946_684_799.0]),
+    st.sampled_from([0, 1, 0.5, 1.0000001, -0.0, -1, -1e-9, NOW, NOW * 1000, NOW * 1000 + 0.5, 946_684_799.0,
+                     MAY_1997, MAY_1997 * 1000, FLOOR, FLOOR - 0.001, 99_999_999_999, 100_000_000_000]),
 )
 _scalars = st.one_of(st.none(), st.booleans(), _numbers, _texts, st.sampled_from(["mobile", "tablet", "MOBILE"]))
 _traits = st.dictionaries(st.one_of(_texts, st.just("k" * 65)), st.one_of(_scalars, st.lists(st.none(), max_size=1)),
@@ -182,7 +273,10 @@ _trait_edges = [{f"k{i}": i for i in range(32)}, {f"k{i}": i for i in range(33)}
 _field_edges = {
     "user_id": _edges(256), "type": _edges(64), "event_id": _edges(256), "session_id": _edges(256),
     "page": _edges(2_048), "category": _edges(256), "traits": _trait_edges,
-    "ts": ["2026-01-01T00:00:00Z", "2026-01-01T00:00:00", "2999-01-01T00:00:00Z", NOW + 86_401, 99_999_999_999],
+    "ts": ["2026-01-01T00:00:00Z", "2026-01-01T00:00:00", "2999-01-01T00:00:00Z", NOW + 86_401, 99_999_999_999,
+           "1997-05-14T09:30:00Z", "1970-01-01T00:00:00Z", "1969-12-31T23:59:59.999Z", "1900-01-01T00:00:00+00:00",
+           "2019-12-31T23:59:59.999+00:00", "2020-01-01T00:00:00Z", 0, -0.0, -1, MAY_1997, MAY_1997 * 1000,
+           100_000_000_000, FLOOR, FLOOR - 0.001, FLOOR * 1000],
     "value": [0, -0.0, -1e-300, 1e308], "scroll_depth": [0, 1, 1.0000001, -0.0], "dwell_ms": [0, -1],
 }  # fmt: skip
 _field_values = {
@@ -206,11 +300,10 @@ _events = st.one_of(
 _messages = st.one_of(_events, st.lists(st.one_of(_events, _scalars), max_size=4), _scalars)
 
 
-def _assert_both_decoders_agree(doc) -> None:
-    from app.core.events import decode_slowly
-
+def _assert_both_decoders_agree(doc, min_event_time: float | None = None) -> None:
     raw = orjson.dumps(doc)
-    fast, slow = decode_message(raw, now=NOW), decode_slowly(raw, NOW + 86_400.0)
+    fast = decode_message(raw, now=NOW, min_event_time=min_event_time)
+    slow = decode_slowly(raw, NOW + 86_400.0, min_event_time=min_event_time)
     assert [e.to_dict() for e in fast.events] == [e.to_dict() for e in slow.events]
     assert [(r.reason, r.index) for r in fast.rejects] == [(r.reason, r.index) for r in slow.rejects]
     assert all(type(e.ts) is float for e in fast.events)
@@ -221,16 +314,17 @@ _EDGE_CASES += [(name, value) for name in _VALID for value in (None, True, 1, 1.
 
 
 @pytest.mark.parametrize(("name", "value"), _EDGE_CASES)
-def test_fast_decoder_agrees_with_the_validator_at_every_limit(name, value):
+@pytest.mark.parametrize("floor", [None, FLOOR])
+def test_fast_decoder_agrees_with_the_validator_at_every_limit(name, value, floor):
     """msgspec checks valid messages in C; parse_event gives the reasons. They must agree."""
-    _assert_both_decoders_agree({**_VALID, name: value})
-    _assert_both_decoders_agree([_VALID, {**_VALID, name: value}])
+    _assert_both_decoders_agree({**_VALID, name: value}, floor)
+    _assert_both_decoders_agree([_VALID, {**_VALID, name: value}], floor)
 
 
 @settings(max_examples=400, deadline=None)
-@given(_messages)
-def test_fast_decoder_agrees_with_the_validator_on_any_message(doc):
-    _assert_both_decoders_agree(doc)
+@given(_messages, st.one_of(st.none(), st.sampled_from([0.0, MAY_1997, FLOOR, FLOOR + 0.5, NOW])))
+def test_fast_decoder_agrees_with_the_validator_on_any_message(doc, floor):
+    _assert_both_decoders_agree(doc, floor)
 
 
 def test_fast_decoder_devices_are_the_contract_devices():
@@ -242,7 +336,7 @@ def test_fast_decoder_devices_are_the_contract_devices():
     assert "Literal" in str(device_type) and all(d in str(device_type) for d in DEVICES)
 
 
-@given(st.integers(min_value=946_684_800_000, max_value=4_102_444_800_000))
+@given(st.integers(min_value=0, max_value=4_102_444_800_000))
 def test_format_ts_agrees_with_datetime_to_the_millisecond(millis):
     from datetime import datetime, timezone
 

@@ -89,3 +89,51 @@ def test_replay_reads_csv_with_contract_headers(tmp_path, capsys):
 def test_replay_of_a_missing_file_fails_clearly(tmp_path, capsys):
     assert run(["replay", str(tmp_path / "nope.jsonl"), "--out", str(tmp_path)]) == 2
     assert "no such file" in capsys.readouterr().err
+
+
+HISTORY_1997 = [  # a purchase history from 1997, in each form of the ts contract
+    b'{"user_id": "u1", "type": "page_view", "ts": "1997-03-01T10:00:00Z"}',
+    b'{"user_id": "u1", "type": "purchase", "ts": "1997-03-01T10:05:00Z", "value": 10}',
+    b'{"user_id": "u1", "type": "purchase", "ts": 858420000, "value": 20}',  # 1997-03-15T10:00:00Z, seconds
+    b'[{"user_id": "u2", "type": "product_view", "ts": 858844800000},'  # 1997-03-20T08:00:00Z, milliseconds
+    b' {"user_id": "u2", "type": "purchase", "ts": "1997-03-20T09:00:00+01:00", "value": 5.5}]',
+    b'{"user_id": "u3", "type": "page_view", "ts": "1997-03-31T00:00:00Z"}',
+]
+
+
+def test_replay_of_a_1997_history_gives_features_as_of_1997(tmp_path, capsys):
+    path = tmp_path / "history.jsonl"
+    path.write_bytes(b"\n".join([*HISTORY_1997, b'{"user_id": "u4", "type": "search", "ts": -1}']) + b"\n")
+    assert run(["replay", str(path), "--out", str(tmp_path / "out")]) == 0
+    assert "valid 6 · late 0 · duplicate 0 · dead letters 1" in capsys.readouterr().out
+    (letter,) = read_jsonl(tmp_path / "out" / "dlq.jsonl")
+    assert letter["source"]["line"] == 6 and letter["reason"] == "field 'ts': must be on or after 1970-01-01T00:00:00Z"
+
+    profiles = {p["user_id"]: p for p in read_jsonl(tmp_path / "out" / "profiles.jsonl")}
+    assert sorted(profiles) == ["u1", "u2", "u3"]
+    rfm = {user: tuple(p["features"][k] for k in ("recency_days", "frequency", "monetary"))
+           for user, p in profiles.items()}
+    # As of the stream's last event, 1997-03-31T00:00:00Z: not of today's wall clock.
+    assert rfm == {"u1": (15.5833, 2, 30.0), "u2": (10.6667, 1, 5.5), "u3": (None, 0, 0.0)}
+    assert {p["updated_at"] for p in profiles.values()} == {"1997-03-31T00:00:00.000Z"}
+    assert profiles["u1"]["last_event_at"] == "1997-03-15T10:00:00.000Z"
+
+
+def test_replay_applies_the_min_event_time_setting(tmp_path, capsys, monkeypatch):
+    import dataclasses
+
+    import app.main
+
+    floor = 858_384_000.0  # 1997-03-15T00:00:00Z
+    monkeypatch.setattr(app.main, "settings", dataclasses.replace(app.main.settings, min_event_time=floor))
+    path = tmp_path / "history.jsonl"
+    path.write_bytes(b"\n".join(HISTORY_1997) + b"\n")
+    assert run(["replay", str(path), "--out", str(tmp_path / "out")]) == 0
+    assert "valid 4 · late 0 · duplicate 0 · dead letters 2" in capsys.readouterr().out
+    letters = read_jsonl(tmp_path / "out" / "dlq.jsonl")
+    assert [(d["source"]["line"], d["reason"]) for d in letters] == [
+        (1, "field 'ts': before min_event_time 1997-03-15T00:00:00Z"),
+        (2, "field 'ts': before min_event_time 1997-03-15T00:00:00Z"),
+    ]
+    profiles = {p["user_id"]: p for p in read_jsonl(tmp_path / "out" / "profiles.jsonl")}
+    assert (profiles["u1"]["features"]["frequency"], profiles["u1"]["features"]["monetary"]) == (1, 20.0)

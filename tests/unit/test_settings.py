@@ -36,6 +36,11 @@ def test_file_then_env(tmp_path):
         ("", {"SEGSTREAM_LEARN": "maybe"}, "setting learn must be true or false"),
         ("[features]\nallowed_lateness_s = 4000\n", {}, "allowed_lateness_s must be shorter"),
         ("not toml [", {}, "cannot read config file"),
+        ("", {"SEGSTREAM_MIN_EVENT_TIME": "last tuesday"}, "setting min_event_time: 'last tuesday' is not a timestamp"),
+        ("min_event_time = 2020-01-01\n", {}, "setting min_event_time: .* is not a timestamp; want an RFC 3339"),
+        ("min_event_time = '2020-01-01T00:00:00'\n", {}, "setting min_event_time: .* has no UTC offset"),
+        ("min_event_time = -1\n", {}, "setting min_event_time: '-1' is not on or after 1970-01-01"),
+        ("min_event_time = 1577836800000\n", {}, "setting min_event_time: .* epoch milliseconds\\? give epoch seconds"),
     ],
 )
 def test_bad_settings_fail_with_a_clear_message(tmp_path, text, env, message):
@@ -66,3 +71,29 @@ def test_a_bad_rule_stops_start_up_with_its_position(tmp_path):
     path.write_text('[rules.segments]\nvip = "monetary >> 500"\n')
     with pytest.raises(SystemExit, match="rule 'vip', position 10: expected a value"):
         load_settings(env={"SEGSTREAM_CONFIG": str(path)})
+
+
+@pytest.mark.parametrize(
+    ("toml", "expected"),
+    [
+        ("min_event_time = 2020-01-01T00:00:00Z\n", 1_577_836_800.0),  # a TOML offset date-time
+        ("min_event_time = '2020-01-01T01:00:00+01:00'\n", 1_577_836_800.0),
+        ("min_event_time = 1577836800\n", 1_577_836_800.0),
+        ("min_event_time = 863602200.5\n", 863_602_200.5),
+        ("", None),
+    ],
+)
+def test_min_event_time_from_the_config_file(tmp_path, toml, expected):
+    config = tmp_path / "segstream.toml"
+    config.write_text(toml)
+    assert load_settings(env={"SEGSTREAM_CONFIG": str(config)}).min_event_time == expected
+
+
+def test_min_event_time_from_the_environment_overrides_the_file(tmp_path):
+    config = tmp_path / "segstream.toml"
+    config.write_text("min_event_time = 2020-01-01T00:00:00Z\n")
+    env = {"SEGSTREAM_CONFIG": str(config)}
+    assert load_settings(env={**env, "SEGSTREAM_MIN_EVENT_TIME": "1997-01-01T00:00:00Z"}).min_event_time == 852_076_800
+    assert load_settings(env={**env, "SEGSTREAM_MIN_EVENT_TIME": "852076800"}).min_event_time == 852_076_800.0
+    assert load_settings(env={**env, "SEGSTREAM_MIN_EVENT_TIME": ""}).min_event_time is None  # empty: no floor
+    assert load_settings(env={}).min_event_time is None
