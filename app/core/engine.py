@@ -54,6 +54,9 @@ class EngineConfig:
     rules: RulesConfig = field(default_factory=RulesConfig)
 
     def __post_init__(self) -> None:
+        # One time zone setting: local time of day in features is the rules' default zone.
+        if self.features.default_timezone != self.rules.default_timezone:
+            object.__setattr__(self, "features", replace(self.features, default_timezone=self.rules.default_timezone))
         # Rules are parsed here, at start-up; the windows they count over join the features.
         book = Rulebook(self.rules, self.features)
         counted = tuple(sorted(set(self.features.counted) | set(book.counted)))
@@ -101,7 +104,7 @@ class Engine:
         self.segmenter = Segmenter(config.segmenter)
         self.watermark = Watermark(config.features.allowed_lateness_s)
         self._sample_cut = int(config.segmenter.sample_rate * _SAMPLE_BUCKETS)
-        self._vector = vector_reader(config.segmenter.features)
+        self._vector = vector_reader(config.segmenter.features, config.features)
         self.rulebook = Rulebook(config.rules, config.features)
         triggers = config.rules.triggers
         self._cancellers = tuple((c.name, c.unless) for c in self.rulebook.conditions if c.unless)

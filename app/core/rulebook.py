@@ -6,8 +6,9 @@ a batch at once with numpy (:mod:`app.core.rules`).
 
 Names a rule can read:
 
-- every feature of the spine by its documented name (``monetary``,
-  ``recency_days``, ``activity_1h``, ``trait_age``, ...);
+- every feature of the catalogue by its name (``monetary``, ``recency_days``,
+  ``activity_1h``, ``view_to_cart``, ``trait_age``, ...; :mod:`app.core.features.catalogue`),
+  as of the user's latest event;
 - ``r_score``, ``f_score``, ``m_score``: RFM scores 1 to 5 (:mod:`app.core.rfm`);
 - ``trait.<name>``: a trait as sent (a number if listed in
   ``features.numeric_traits``, else text);
@@ -35,22 +36,17 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
-from functools import lru_cache
 from operator import itemgetter
 from typing import Any, Callable
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import numpy as np
 
 from app.core.events import ClickEvent
-from app.core.features import FeatureConfig, UserFeatures, typed_window
+from app.core.features import WEEKDAYS, FeatureConfig, UserFeatures, catalogue, local_time, typed_window
 from app.core.rfm import Edges, rfm_scores
 from app.core.rule_eval import compile_rule
 from app.core.rules import NUMBER, TEXT, Node, RuleError, counts_in, names_in, parse
 from app.core.state import UserState
-
-WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 # The classic RFM segments, on by default (users can replace or drop them).
 RFM_SEGMENTS: dict[str, str] = {
@@ -136,15 +132,16 @@ class Rulebook:
         self.counted = tuple(sorted(set().union(*(counts_in(node) for node, _ in parsed.values())) if parsed else ()))
         types = {name: _type_of(name, features, self.counted) for name in sorted(used)}
         # Plain features first, then counts: one call computes each group.
-        plain = [name for name in types if name in _SCALAR_INDEX]
+        features_of = catalogue(features)
+        plain = [name for name in types if name in features_of]
         counts = [name for name in types if name.startswith("count(")]
         scored = [name for name in _SCORES if name in types]
-        rest = [name for name in types if name not in _SCALAR_INDEX and name not in counts and name not in scored]
+        rest = [name for name in types if name not in features_of and name not in counts and name not in scored]
         self.columns = tuple(plain + counts + scored + rest)
         self._evaluators = {
             key: compile_rule(node, types, name=key.split(":", 1)[1], text=text) for key, (node, text) in parsed.items()
         }
-        self._plain = _picker([_SCALAR_INDEX[name] for name in plain])
+        self._plain = features_of.reader(plain) if plain else None
         self._counts = _count_reader(counts)
         self._readers = [_reader(name, features, config.default_timezone) for name in rest]
         self._scored = _picker([_SCORES.index(name) for name in scored])
@@ -175,7 +172,7 @@ class Rulebook:
 
     def read(self, state: UserState, event: ClickEvent, edges: Edges | None) -> tuple:
         """One row: the value of every column for ``state`` as of ``event``."""
-        plain = self._plain(_scalar_features(state.features)) if self._plain else ()
+        plain = self._plain(state.features, state.features.last_ts) if self._plain else ()
         counts = self._counts(state.features) if self._counts else ()
         scores = self._scored(_scores(state.features, edges)) if self._scored else ()
         return (*plain, *counts, *scores, *[read(state, event) for read in self._readers])
@@ -204,33 +201,6 @@ class Rulebook:
 # (state, event) -> value
 Reader = Callable[[UserState, ClickEvent], Any]
 
-# Plain features a rule can read, in the order _scalar_features computes them.
-_PLAIN_FEATURES = (
-    "events", "sessions", "mean_session_s", "product_views", "cart_adds", "purchases",
-    "cart_adds_without_purchase", "recency_days", "frequency", "monetary", "avg_order_value", "conversion",
-    "cart_abandon_rate", "views_per_session", "search_share", "mobile_share", "mean_scroll_depth",
-    "mean_dwell_s", "late_events", "duplicate_events",
-)  # fmt: skip
-_SCALAR_INDEX = {name: i for i, name in enumerate(_PLAIN_FEATURES)}
-
-
-def _scalar_features(u: UserFeatures) -> tuple:
-    """Every ``_PLAIN_FEATURES`` value in one call (NaN for missing), as of the user's clock."""
-    nan = math.nan
-    sessions = u.sessions or 1
-    return (
-        float(u.events), float(u.sessions), u.mean_session_s(), float(u.product_views), float(u.cart_adds),
-        float(u.purchases), float(u.cart_abandoned + u.cart_open),
-        nan if u.last_purchase_ts is None else u.recency_days(u.last_ts),
-        float(u.purchases), u.monetary, u.avg_order_value(), u.purchases / sessions, u.cart_abandon_rate(),
-        u.product_views / sessions, u.search_share(),
-        u.mobile_events / u.device_events if u.device_events else nan,
-        u.scroll_sum / u.scroll_n if u.scroll_n else nan,
-        u.dwell_sum / u.dwell_n / 1000.0 if u.dwell_n else nan,
-        float(u.late), float(u.duplicates),
-    )  # fmt: skip
-
-
 def _picker(indexes: list[int]) -> Callable[[tuple], tuple] | None:
     if not indexes:
         return None
@@ -245,12 +215,13 @@ _NUMBER_NAMES = frozenset({"local_hour", "r_score", "f_score", "m_score"})
 
 
 def known_names(features: FeatureConfig) -> list[str]:
-    """Every plain name a rule can read (besides ``trait.<name>`` and ``count(...)``)."""
-    return sorted(
-        {*_PLAIN_FEATURES, *_TEXT_NAMES, *_NUMBER_NAMES}
-        | {f"activity_{name}" for name in features.windows}
-        | {f"trait_{name}" for name in features.numeric_traits}
-    )
+    """Every plain name a rule can read (besides ``trait.<name>`` and ``count(...)``).
+
+    >>> {"view_to_cart", "local_hour", "activity_1h"} <= set(known_names(FeatureConfig()))
+    True
+    """
+    features_of = catalogue(features)
+    return sorted({*(name for name in features_of.names if "=" not in name), *_TEXT_NAMES, *_NUMBER_NAMES})
 
 
 def _type_of(name: str, features: FeatureConfig, counted: Sequence[tuple[str, int]]) -> str:
@@ -271,20 +242,14 @@ def _reader(name: str, features: FeatureConfig, default_tz: str) -> Reader:
         if trait in features.numeric_traits:
             return lambda s, e: _number(s.features.traits.get(trait))
         return lambda s, e: _text(s.features.traits.get(trait))
-    if name.startswith("activity_"):
-        window = name[len("activity_"):]
-        return lambda s, e: float(s.features.window_count(window, s.features.last_ts, features.windows))
-    if name.startswith("trait_"):
-        trait = name[6:]
-        return lambda s, e: _number(s.features.traits.get(trait))
     if name == "device":
         return lambda s, e: e.device
     if name == "event":
         return lambda s, e: e.type
     if name == "local_hour":
-        return lambda s, e: float(_local(e.ts, s.features.traits.get("timezone"), default_tz)[0])
+        return lambda s, e: float(local_time(e.ts, s.features.traits.get("timezone"), default_tz).hour)
     if name == "weekday":
-        return lambda s, e: WEEKDAYS[_local(e.ts, s.features.traits.get("timezone"), default_tz)[1]]
+        return lambda s, e: WEEKDAYS[local_time(e.ts, s.features.traits.get("timezone"), default_tz).weekday]
     raise RuleError(f"unknown name {name!r}")
 
 
@@ -332,23 +297,3 @@ def _number(value: Any) -> float:
 
 def _text(value: Any) -> str | None:
     return value if type(value) is str else None
-
-
-def _local(ts: float, tz_name: Any, default: str) -> tuple[int, int]:
-    """(hour, weekday) of ``ts`` in the user's zone; every UTC offset is a multiple of 15 min."""
-    return _local_quarter(int(ts // 900), tz_name if isinstance(tz_name, str) else default, default)
-
-
-@lru_cache(maxsize=8192)
-def _local_quarter(quarter: int, tz_name: str, default: str) -> tuple[int, int]:
-    local = datetime.fromtimestamp(quarter * 900, _zone(tz_name, default))
-    return local.hour, local.weekday()
-
-
-@lru_cache(maxsize=1024)
-def _zone(name: str, default: str) -> ZoneInfo:
-    try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        return ZoneInfo(default)
-

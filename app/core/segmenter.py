@@ -22,14 +22,12 @@ have stayed ``min_dwell_s`` of event time in the current segment.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from operator import itemgetter
 
 import numpy as np
 
-from app.core.features import UserFeatures
+from app.core.features import FeatureConfig, UserFeatures, catalogue
 from app.core.model import NEW_SEGMENT, ModelSnapshot, log_columns, standardize
 
 DEFAULT_FEATURES = (
@@ -41,7 +39,7 @@ DEFAULT_FEATURES = (
     "mobile_share",
     "mean_scroll_depth",
     "mean_dwell_s",
-)
+)  # the catalogue's candidates (MODEL_FEATURES) replace these once the learner selects its features
 DEFAULT_LOG_FEATURES = ("avg_order_value", "views_per_session", "mean_dwell_s")
 
 
@@ -84,72 +82,20 @@ class Membership:
         return cls(*record)
 
 
-VECTOR_FEATURES = (
-    "avg_order_value",
-    "conversion",
-    "cart_abandon_rate",
-    "cart_adds_per_session",
-    "abandoned_per_session",
-    "views_per_session",
-    "search_share",
-    "mobile_share",
-    "mean_scroll_depth",
-    "mean_dwell_s",
-    "mean_session_s",
-    "sessions",
-    "frequency",
-    "monetary",
-    "product_views",
-    "cart_adds_without_purchase",
-    "events",
-)
+def vector_reader(features: Sequence[str], cfg: FeatureConfig | None = None) -> Callable[[UserFeatures], list[float]]:
+    """A function giving the raw (unscaled) values of ``features`` for one user, NaN = unobserved.
 
+    The values are the feature catalogue's (:mod:`app.core.features.catalogue`), as of
+    the user's latest event.
 
-def all_vector_features(u: UserFeatures) -> tuple[float, ...]:
-    """Every feature the segmenter can read, in ``VECTOR_FEATURES`` order; NaN = unobserved.
-
-    One function with plain arithmetic: it runs once per event on the hot path.
-    """
-    nan = math.nan
-    sessions = u.sessions or 1
-    unpurchased = u.cart_abandoned + u.cart_open
-    return (
-        u.monetary / u.purchases if u.purchases else 0.0,
-        u.purchases / sessions,
-        unpurchased / u.cart_adds if u.cart_adds else 0.0,
-        u.cart_adds / sessions,
-        unpurchased / sessions,
-        u.product_views / sessions,
-        u.searches / u.events if u.events else 0.0,
-        u.mobile_events / u.device_events if u.device_events else nan,
-        u.scroll_sum / u.scroll_n if u.scroll_n else nan,
-        u.dwell_sum / u.dwell_n / 1000.0 if u.dwell_n else nan,
-        (u.closed_session_s + u.session_end - u.session_start) / u.sessions if u.sessions else 0.0,
-        float(u.sessions),
-        float(u.purchases),
-        u.monetary,
-        float(u.product_views),
-        float(unpurchased),
-        float(u.events),
-    )
-
-
-def vector_reader(features: Sequence[str]) -> Callable[[UserFeatures], list[float]]:
-    """A function giving the raw (unscaled) values of ``features`` for one user.
-
-    >>> from app.core.features import UserFeatures
+    >>> from app.core.features import FeatureConfig, UserFeatures, catalogue
     >>> vector_reader(("conversion", "mobile_share"))(UserFeatures())
     [0.0, nan]
     """
-    unknown = [name for name in features if name not in VECTOR_FEATURES]
-    if unknown:
-        raise ValueError(f"unknown segmenter features {unknown}; choose from {sorted(VECTOR_FEATURES)}")
-    columns = [VECTOR_FEATURES.index(name) for name in features]
-    if len(columns) == 1:
-        (column,) = columns
-        return lambda user: [all_vector_features(user)[column]]
-    pick = itemgetter(*columns)
-    return lambda user: list(pick(all_vector_features(user)))
+    try:
+        return catalogue(cfg or FeatureConfig()).vector_reader(features)
+    except ValueError as exc:
+        raise ValueError(f"unknown segmenter features: {exc}") from None
 
 
 class Segmenter:

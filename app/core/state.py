@@ -19,8 +19,9 @@ from app.core.segmenter import Membership
 from app.core.signals import Signals
 
 # 2: window buckets as [index, count] pairs. 3: rule and trigger signals. 4: the last
-# interactions. Older records still read.
-STATE_SCHEMA = 4
+# interactions. 5: features for cadence, funnel, order values, local time and device mix
+# (UserFeatures.from_record tells the layouts apart). Older records still read.
+STATE_SCHEMA = 5
 
 
 class UserState:
@@ -55,7 +56,7 @@ class UserState:
     @classmethod
     def from_record(cls, record: list[Any]) -> UserState:
         schema, features, membership, applied, *rest = record
-        if schema not in (1, 2, 3, STATE_SCHEMA):
+        if schema not in (1, 2, 3, 4, STATE_SCHEMA):
             raise ValueError(f"user state schema {schema} is newer than {STATE_SCHEMA}; upgrade segstream")
         return cls(
             UserFeatures.from_record(features),

@@ -155,7 +155,7 @@ def test_state_stays_under_two_kilobytes_whatever_the_stream(stream):
     for kind, offset, value in sorted(stream, key=lambda item: item[1]):
         user.apply(
             click(kind=kind, ts=T0 + offset, value=value, event_id=f"id-{offset}", device="mobile",
-                  scroll_depth=0.5, dwell_ms=value, traits=traits),
+                  scroll_depth=0.5, dwell_ms=value, traits=traits, category=f"category-{offset}"),
             CFG,
         )  # fmt: skip
     size = len(orjson.dumps(user.to_record()))

@@ -1,10 +1,13 @@
-"""Per-user feature state over event time.
+"""Per-user feature state over event time: the fold.
 
 One :class:`UserFeatures` value holds everything segstream knows about a user:
-lifetime counters, the current session, RFM inputs and compact time-bucketed
-counters for the sliding windows. It is updated event by event with
-:meth:`UserFeatures.apply` and read with :meth:`UserFeatures.snapshot`; both are
-pure and take event time from the events, never from a clock.
+lifetime counters, the current session, RFM inputs, session cadence, the
+per-session funnel, local time of day, and compact time-bucketed counters for
+the sliding windows. It is updated event by event with :meth:`UserFeatures.apply`.
+Features are read from it only through the catalogue
+(:mod:`app.core.features.catalogue`); :meth:`UserFeatures.snapshot` is the
+catalogue's published view. Both are pure and take event time from the events,
+never from a clock.
 
 >>> cfg = FeatureConfig()
 >>> user = UserFeatures()
@@ -22,63 +25,25 @@ from __future__ import annotations
 import math
 import zlib
 from operator import attrgetter
-from dataclasses import dataclass, field
 from typing import Any
 
 from app.core.events import ClickEvent
-
-# Window name -> (span, bucket width) in seconds. A window's count includes the
-# whole oldest bucket it overlaps, so its effective span is span .. span + width.
-DEFAULT_WINDOWS: dict[str, tuple[int, int]] = {
-    "5m": (300, 60),
-    "1h": (3_600, 300),
-    "24h": (86_400, 3_600),
-    "7d": (604_800, 21_600),
-}
+from app.core.features.config import FeatureConfig
+from app.core.features.localtime import HOUR_COS, HOUR_SIN, local_time
 
 OK, LATE, DUPLICATE = "ok", "late", "duplicate"
+MAX_GAPS = 7  # session gaps kept for their median
+MAX_CATEGORIES = 16  # distinct categories counted; breadth saturates there
 _DAY = 86_400.0
-
-
-@dataclass(frozen=True)
-class FeatureConfig:
-    """How per-user features are kept. Every field is a documented setting."""
-
-    windows: dict[str, tuple[int, int]] = field(default_factory=lambda: dict(DEFAULT_WINDOWS))
-    session_gap_s: float = 1_800.0
-    allowed_lateness_s: float = 600.0
-    dedup_horizon_s: float = 3_600.0
-    dedup_max_ids: int = 16
-    max_traits: int = 16
-    numeric_traits: tuple[str, ...] = ("age",)
-    categorical_traits: dict[str, tuple[str, ...]] = field(
-        default_factory=lambda: {"country": ("US", "GB", "DE", "FR", "ES", "IT", "NL")}
-    )
-    # (event type, seconds): per-type windows that rules count over (``count(type, 30m)``).
-    counted: tuple[tuple[str, int], ...] = ()
-
-    def __post_init__(self) -> None:
-        # (name, span, width, bucket bound) tuples: the per-event loop unpacks these.
-        object.__setattr__(
-            self, "window_specs", tuple((n, s, w, s // w + 1) for n, (s, w) in self.windows.items())
-        )
-        typed: dict[str, list] = {}
-        for event_type, seconds in sorted(set(self.counted)):
-            name, span, width = typed_window(event_type, seconds)
-            typed.setdefault(event_type, []).append((name, span, width, span // width + 1))
-        object.__setattr__(self, "typed_specs", {kind: tuple(specs) for kind, specs in typed.items()})
-        if self.allowed_lateness_s >= self.session_gap_s:
-            raise ValueError("allowed_lateness_s must be shorter than session_gap_s")
-        for name, (span, width) in self.windows.items():
-            if span <= 0 or width <= 0 or span % width:
-                raise ValueError(f"window {name!r}: span must be a positive multiple of the bucket width")
+_VIEW, _CART, _CHECKOUT, _PURCHASE = 1, 2, 4, 8  # funnel steps, bits of session_flags
 
 
 class UserFeatures:
     """Everything kept per user; bounded in size whatever the user sends.
 
     Size bound: at most ``span / width + 1`` buckets per window (73 with the
-    defaults), ``dedup_max_ids`` remembered ids and ``max_traits`` traits.
+    defaults), ``dedup_max_ids`` remembered ids, ``max_traits`` traits,
+    ``MAX_GAPS`` session gaps and ``MAX_CATEGORIES`` category hashes.
     """
 
     __slots__ = (
@@ -88,7 +53,11 @@ class UserFeatures:
         "cart_open", "cart_abandoned",
         "sessions", "session_start", "session_end", "closed_session_s",
         "device_events", "mobile_events", "scroll_sum", "scroll_n", "dwell_sum", "dwell_n",
-        "windows", "recent_ids", "traits",
+        # schema 5 on: device mix, order values, funnel per session, local time, cadence
+        "desktop_events", "tablet_events", "value_sq", "basket_items",
+        "session_flags", "with_view", "with_cart", "with_checkout", "view_cart", "cart_purchase", "checkout_purchase",
+        "hour_x", "hour_y", "weekend_events", "active_days", "last_day",
+        "windows", "recent_ids", "traits", "gaps", "categories",
     )  # fmt: skip
 
     def __init__(self) -> None:
@@ -105,9 +74,23 @@ class UserFeatures:
         self.device_events = self.mobile_events = 0
         self.scroll_sum = self.dwell_sum = 0.0
         self.scroll_n = self.dwell_n = 0
+        self.desktop_events = self.tablet_events = 0
+        self.value_sq = 0.0  # sum of squared order values: their spread
+        self.basket_items = 0  # cart items at each purchase, summed (at least 1 a purchase)
+        # Funnel per session: bits of the current session, sessions with each step, and
+        # sessions with both steps of each pair (view+cart, cart+purchase, checkout+purchase).
+        self.session_flags = 0
+        self.with_view = self.with_cart = self.with_checkout = 0
+        self.view_cart = self.cart_purchase = self.checkout_purchase = 0
+        self.hour_x = self.hour_y = 0  # sums of the local hour's point on the circle, in thousandths
+        self.weekend_events = 0
+        self.active_days = 0
+        self.last_day = 0  # ordinal of the latest local date with an event
         self.windows: dict[str, dict[int, int]] = {}
         self.recent_ids: list[float] = []  # crc32 of an id, its event time, ...: oldest first
         self.traits: dict[str, Any] = {}
+        self.gaps: list[int] = []  # seconds between the latest sessions, oldest first
+        self.categories: list[int] = []  # 16-bit hashes of the distinct categories seen
 
     # -- update -------------------------------------------------------------
 
@@ -128,6 +111,7 @@ class UserFeatures:
         self._track_session(ts, cfg.session_gap_s)
         self._count_type(event)
         self._count_context(event)
+        self._count_local(ts, cfg.default_timezone)
         self._count_windows(ts, cfg.window_specs)
         typed = cfg.typed_specs.get(event.type)
         if typed is not None:
@@ -158,7 +142,12 @@ class UserFeatures:
                 self.closed_session_s += self.session_end - self.session_start
                 self.cart_abandoned += self.cart_open
                 self.cart_open = 0
+                gaps = self.gaps
+                gaps.append(int(ts - self.session_end))
+                if len(gaps) > MAX_GAPS:
+                    del gaps[0]
             self.sessions += 1
+            self.session_flags = 0
             self.session_start = self.session_end = ts
         elif ts > self.session_end:
             self.session_end = ts
@@ -171,31 +160,80 @@ class UserFeatures:
             self.page_views += 1
         elif kind == "product_view":
             self.product_views += 1
+            if not self.session_flags & _VIEW:
+                self._flag(_VIEW)
         elif kind == "search":
             self.searches += 1
         elif kind == "add_to_cart":
             self.cart_adds += 1
             self.cart_open += 1
+            if not self.session_flags & _CART:
+                self._flag(_CART)
         elif kind == "remove_from_cart":
             self.cart_removes += 1
             if self.cart_open:
                 self.cart_open -= 1
         elif kind == "checkout":
             self.checkouts += 1
+            if not self.session_flags & _CHECKOUT:
+                self._flag(_CHECKOUT)
         elif kind == "purchase":
             self.purchases += 1
-            self.monetary += event.value or 0.0
+            value = event.value or 0.0
+            self.monetary += value
+            self.value_sq += value * value
+            self.basket_items += self.cart_open or 1
             self.cart_open = 0
+            if not self.session_flags & _PURCHASE:
+                self._flag(_PURCHASE)
             if self.last_purchase_ts is None or event.ts > self.last_purchase_ts:
                 self.last_purchase_ts = event.ts
         elif kind != "identify":
             self.custom += 1
 
+    def _flag(self, step: int) -> None:
+        """The session's first event of a funnel step: count the session and the pairs it completes."""
+        flags = self.session_flags
+        self.session_flags = flags | step
+        if step == _VIEW:
+            self.with_view += 1
+            self.view_cart += flags & _CART != 0
+        elif step == _CART:
+            self.with_cart += 1
+            self.view_cart += flags & _VIEW != 0
+            self.cart_purchase += flags & _PURCHASE != 0
+        elif step == _CHECKOUT:
+            self.with_checkout += 1
+            self.checkout_purchase += flags & _PURCHASE != 0
+        else:
+            self.cart_purchase += flags & _CART != 0
+            self.checkout_purchase += flags & _CHECKOUT != 0
+
+    def _count_local(self, ts: float, default_tz: str) -> None:
+        local = local_time(ts, self.traits.get("timezone"), default_tz)
+        self.hour_x += HOUR_COS[local.quarter]
+        self.hour_y += HOUR_SIN[local.quarter]
+        if local.weekday >= 5:
+            self.weekend_events += 1
+        if local.day > self.last_day:  # a late event from an earlier day was counted then
+            self.active_days += 1
+            self.last_day = local.day
+
     def _count_context(self, event: ClickEvent) -> None:
+        if event.category is not None:
+            digest = zlib.crc32(event.category.encode()) & 0xFFFF
+            categories = self.categories
+            if digest not in categories and len(categories) < MAX_CATEGORIES:
+                categories.append(digest)
         if event.device is not None:
             self.device_events += 1
-            if event.device == "mobile":
+            device = event.device
+            if device == "mobile":
                 self.mobile_events += 1
+            elif device == "desktop":
+                self.desktop_events += 1
+            elif device == "tablet":
+                self.tablet_events += 1
         if event.scroll_depth is not None:
             self.scroll_sum += event.scroll_depth
             self.scroll_n += 1
@@ -245,66 +283,10 @@ class UserFeatures:
         return None if self.last_purchase_ts is None else max(0.0, now - self.last_purchase_ts) / _DAY
 
     def snapshot(self, now: float, cfg: FeatureConfig) -> dict[str, Any]:
-        """Every feature as of event time ``now``, by its documented name."""
-        sessions = self.sessions or 1
-        features: dict[str, Any] = {
-            f"activity_{name}": self.window_count(name, now, cfg.windows) for name in cfg.windows
-        }
-        features.update(
-            events=self.events,
-            sessions=self.sessions,
-            mean_session_s=round(self.mean_session_s(), 3),
-            product_views=self.product_views,
-            cart_adds=self.cart_adds,
-            purchases=self.purchases,
-            cart_adds_without_purchase=self.cart_abandoned + self.cart_open,
-            recency_days=None if self.last_purchase_ts is None else round(self.recency_days(now), 4),
-            frequency=self.purchases,
-            monetary=round(self.monetary, 2),
-            avg_order_value=round(self.avg_order_value(), 2),
-            conversion=round(self.purchases / sessions, 4),
-            cart_abandon_rate=round(self.cart_abandon_rate(), 4),
-            views_per_session=round(self.product_views / sessions, 3),
-            search_share=round(self.search_share(), 4),
-            mobile_share=None if not self.device_events else round(self.mobile_share(), 4),
-            mean_scroll_depth=None if not self.scroll_n else round(self.scroll_sum / self.scroll_n, 4),
-            mean_dwell_s=None if not self.dwell_n else round(self.dwell_sum / self.dwell_n / 1000.0, 3),
-            late_events=self.late,
-            duplicate_events=self.duplicates,
-        )
-        features.update(self.trait_features(cfg))
-        return features
+        """Every catalogue feature as of event time ``now``, by name; None where unobserved."""
+        from app.core.features.catalogue import catalogue  # the catalogue reads this class
 
-    def mean_session_s(self) -> float:
-        if not self.sessions:
-            return 0.0
-        return (self.closed_session_s + self.session_end - self.session_start) / self.sessions
-
-    def avg_order_value(self) -> float:
-        return self.monetary / self.purchases if self.purchases else 0.0
-
-    def cart_abandon_rate(self) -> float:
-        return (self.cart_abandoned + self.cart_open) / self.cart_adds if self.cart_adds else 0.0
-
-    def search_share(self) -> float:
-        return self.searches / self.events if self.events else 0.0
-
-    def mobile_share(self) -> float:
-        return self.mobile_events / self.device_events if self.device_events else 0.0
-
-    def trait_features(self, cfg: FeatureConfig) -> dict[str, float | None]:
-        """Numeric traits as numbers (the segmenter scales them), categorical ones one-hot."""
-        out: dict[str, float | None] = {}
-        for name in cfg.numeric_traits:
-            value = self.traits.get(name)
-            out[f"trait_{name}"] = float(value) if type(value) in (int, float) else None
-        for name, vocabulary in cfg.categorical_traits.items():
-            value = self.traits.get(name)
-            known = value in vocabulary
-            for option in vocabulary:
-                out[f"trait_{name}={option}"] = 1.0 if value == option else 0.0
-            out[f"trait_{name}=other"] = 1.0 if value is not None and not known else 0.0
-        return out
+        return catalogue(cfg).snapshot(self, now)
 
     # -- storage ------------------------------------------------------------
 
@@ -315,6 +297,8 @@ class UserFeatures:
         twin.windows = {name: dict(buckets) for name, buckets in self.windows.items()}
         twin.recent_ids = list(self.recent_ids)
         twin.traits = dict(self.traits)
+        twin.gaps = list(self.gaps)
+        twin.categories = list(self.categories)
         return twin
 
     def to_record(self) -> list[Any]:
@@ -325,27 +309,26 @@ class UserFeatures:
         record = list(_read_scalars(self))
         if not self.events:  # the clocks are -inf until the first event; JSON has no -inf
             record = [_finite_or_none(value) for value in record]
-        return [*record, windows, list(self.recent_ids), self.traits]
+        return [*record, windows, list(self.recent_ids), self.traits, list(self.gaps), list(self.categories)]
 
     @classmethod
     def from_record(cls, record: list[Any]) -> UserFeatures:
-        user = cls.__new__(cls)
-        *scalars, windows, recent, traits = record
-        for name, value in zip(_SCALARS, scalars, strict=True):
+        """Read a record of this or an older layout (they differ in length)."""
+        user = cls()
+        if len(record) == len(_SCALARS) + 5:
+            *scalars, windows, recent, traits, gaps, categories = record
+            names = _SCALARS
+        else:  # state schema 4 and older: no cadence, funnel, local time or device mix
+            *scalars, windows, recent, traits = record
+            names, gaps, categories = _SCALARS_V4, [], []
+        for name, value in zip(names, scalars, strict=True):
             setattr(user, name, -math.inf if value is None and name in _CLOCKS else value)
         user.windows = {name: dict(_pairs(stored)) for name, stored in windows.items()}
         user.recent_ids = recent
         user.traits = traits
+        user.gaps = gaps
+        user.categories = categories
         return user
-
-
-def typed_window(event_type: str, seconds: int) -> tuple[str, int, int]:
-    """Name, span and bucket width of a per-type window: five buckets, or one if indivisible.
-
-    >>> typed_window("add_to_cart", 1800)
-    ('add_to_cart@1800', 1800, 360)
-    """
-    return f"{event_type}@{seconds}", seconds, seconds // 5 if seconds % 5 == 0 else seconds
 
 
 _CLOCKS = frozenset({"first_ts", "last_ts", "session_start", "session_end"})
@@ -362,5 +345,7 @@ def _finite_or_none(value: Any) -> Any:
     return None if value == -math.inf else value
 
 
-_SCALARS = tuple(name for name in UserFeatures.__slots__ if name not in ("windows", "recent_ids", "traits"))
+_CONTAINERS = ("windows", "recent_ids", "traits", "gaps", "categories")
+_SCALARS = tuple(name for name in UserFeatures.__slots__ if name not in _CONTAINERS)
+_SCALARS_V4 = _SCALARS[: _SCALARS.index("desktop_events")]
 _read_scalars = attrgetter(*_SCALARS)
