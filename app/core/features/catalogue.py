@@ -48,6 +48,11 @@ class Feature:
     digits: int | None = 4  # published rounded to this many digits (None: as is)
     model: bool = False  # a default input of the cluster model
 
+    @property
+    def nullable(self) -> bool:
+        """Whether the value can be unobserved (NaN, published as null)."""
+        return self.type == NUMBER and any(word in self.expr for word in ("nan", "_number(", "_peak_hour("))
+
 
 def _f(name: str, expr: str, meaning: str, *, digits: int | None = 4, model: bool = False, integer: bool = False):
     return Feature(name, INTEGER if integer else NUMBER, expr, meaning, None if integer else digits, model)
@@ -153,13 +158,9 @@ def _other(value: Any, vocabulary: tuple[str, ...]) -> float:
     return 1.0 if value is not None and value not in vocabulary else 0.0
 
 
-def _publish(value: float, digits: int) -> float | None:
-    return None if value != value else round(value, digits)
-
-
 _NAMESPACE = {
     "nan": math.nan, "_median": _median, "_spread": _spread, "_peak_hour": _peak_hour, "_hypot": math.hypot,
-    "_number": _number, "_other": _other, "_publish": _publish,
+    "_number": _number, "_other": _other,
 }  # fmt: skip
 
 
@@ -219,11 +220,13 @@ class Catalogue:
 
 
 def _published(feature: Feature) -> str:
-    if feature.digits is None and feature.type == INTEGER:
+    """The feature's published value as an expression: rounded, and None for NaN (JSON null)."""
+    if feature.type == INTEGER:
         return feature.expr
-    if feature.digits is None:
-        return f"_publish({feature.expr}, 12)"
-    return f"_publish({feature.expr}, {feature.digits})"
+    digits = 12 if feature.digits is None else feature.digits
+    if not feature.nullable:
+        return f"round({feature.expr}, {digits})"
+    return f"(None if (_v := {feature.expr}) != _v else round(_v, {digits}))"
 
 
 def catalogue(cfg: FeatureConfig) -> Catalogue:

@@ -29,7 +29,7 @@ from typing import Any
 
 from app.core.events import ClickEvent
 from app.core.features.config import FeatureConfig
-from app.core.features.localtime import HOUR_COS, HOUR_SIN, local_time
+from app.core.features.localtime import FOLD_CACHE, fold_facts
 
 OK, LATE, DUPLICATE = "ok", "late", "duplicate"
 MAX_GAPS = 7  # session gaps kept for their median
@@ -210,14 +210,16 @@ class UserFeatures:
             self.checkout_purchase += flags & _CHECKOUT != 0
 
     def _count_local(self, ts: float, default_tz: str) -> None:
-        local = local_time(ts, self.traits.get("timezone"), default_tz)
-        self.hour_x += HOUR_COS[local.quarter]
-        self.hour_y += HOUR_SIN[local.quarter]
-        if local.weekday >= 5:
+        tz = self.traits.get("timezone", default_tz) if self.traits else default_tz
+        key = (int(ts // 900), tz if type(tz) is str else default_tz)
+        x, y, day, weekend = FOLD_CACHE.get(key) or fold_facts(key, default_tz)
+        self.hour_x += x
+        self.hour_y += y
+        if weekend:
             self.weekend_events += 1
-        if local.day > self.last_day:  # a late event from an earlier day was counted then
+        if day > self.last_day:  # a late event from an earlier day was counted then
             self.active_days += 1
-            self.last_day = local.day
+            self.last_day = day
 
     def _count_context(self, event: ClickEvent) -> None:
         if event.category is not None:
@@ -314,13 +316,15 @@ class UserFeatures:
     @classmethod
     def from_record(cls, record: list[Any]) -> UserFeatures:
         """Read a record of this or an older layout (they differ in length)."""
-        user = cls()
+        user = cls.__new__(cls)
         if len(record) == len(_SCALARS) + 5:
             *scalars, windows, recent, traits, gaps, categories = record
             names = _SCALARS
         else:  # state schema 4 and older: no cadence, funnel, local time or device mix
             *scalars, windows, recent, traits = record
             names, gaps, categories = _SCALARS_V4, [], []
+            for name in _SCALARS[len(_SCALARS_V4) :]:
+                setattr(user, name, 0)
         for name, value in zip(names, scalars, strict=True):
             setattr(user, name, -math.inf if value is None and name in _CLOCKS else value)
         user.windows = {name: dict(_pairs(stored)) for name, stored in windows.items()}
