@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test install install-dev services-start services-stop unit bench clean
+.PHONY: demo test install install-dev services-start services-stop unit bench bench-quality clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,7 @@ unit: install-dev
 
 ## The benchmark table of the README (about 10 minutes; needs the services).
 bench: install-dev
+	$(BIN)/pip install --quiet -e '.[bench]'
 	scripts/services start
 	$(BIN)/python -m bench kafka --users 100000 --events 1000000 --per-message 1
 	$(BIN)/python -m bench kafka --users 100000 --events 2000000 --per-message 20
@@ -44,6 +45,11 @@ bench: install-dev
 	$(BIN)/python -m bench quality
 	$(BIN)/python -m bench rules
 	$(BIN)/python -m bench sensor
+
+## The quality benchmark alone (no services; a few minutes): personas k=3/6/9, CDNOW, stationary.
+bench-quality: install-dev
+	$(BIN)/pip install --quiet -e '.[bench]'
+	$(BIN)/python -m bench quality
 
 services-start:
 	scripts/services start
