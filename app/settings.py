@@ -185,7 +185,7 @@ def rules_config(doc: dict[str, Any]) -> RulesConfig:
     ...                            {"name": "stalled", "when": "event == 'checkout'", "unless": "purchase",
     ...                             "within": "10m"}]}})
     >>> sorted(config.segments)[:3], config.triggers.cart_abandon_s, config.triggers.custom[0].within_s
-    (['at_risk', 'champions', 'hibernating'], 2700, 600)
+    (['about_to_sleep', 'at_risk', 'champions'], 2700, 600)
     """
     doc = dict(doc)
     try:

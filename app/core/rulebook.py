@@ -48,13 +48,16 @@ from app.core.rule_eval import compile_rule
 from app.core.rules import NUMBER, TEXT, Node, RuleError, counts_in, names_in, parse
 from app.core.state import UserState
 
-# The classic RFM segments, on by default (users can replace or drop them).
+# The classic RFM segments, on by default (users can replace or drop them). Together they
+# cover every (R, F, M) score and never overlap, so every buyer with scores has one tier.
 RFM_SEGMENTS: dict[str, str] = {
     "champions": "r_score >= 4 and f_score >= 4 and m_score >= 4",
     "loyal": "f_score >= 4 and r_score >= 3 and not (r_score >= 4 and m_score >= 4)",
+    "potential_loyalists": "r_score >= 3 and f_score between 2 and 3",
+    "new_customers": "r_score >= 4 and f_score == 1",
+    "about_to_sleep": "r_score == 3 and f_score == 1",
     "at_risk": "r_score <= 2 and f_score >= 3",
     "hibernating": "r_score <= 2 and f_score <= 2",
-    "new_customers": "r_score >= 4 and f_score == 1",
 }
 
 

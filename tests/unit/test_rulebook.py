@@ -36,3 +36,20 @@ def test_time_zone_from_traits_and_default():
 def test_unknown_names_are_reported_with_what_is_known():
     with pytest.raises(RuleError, match="unknown name 'spend'.*monetary"):
         Rulebook(RulesConfig(segments={"x": "spend > 3"}), FeatureConfig())
+
+
+def test_rfm_tiers_cover_every_score_exactly_once():
+    """Every buyer with scores is in exactly one RFM tier, whatever the scores."""
+    from itertools import product
+
+    import numpy as np
+
+    from app.core.rulebook import RFM_SEGMENTS
+    from app.core.rule_eval import compile_rule
+    from app.core.rules import parse
+
+    grid = np.array(list(product(range(1, 6), repeat=3)), dtype=float)
+    columns = {"r_score": grid[:, 0], "f_score": grid[:, 1], "m_score": grid[:, 2]}
+    types = dict.fromkeys(columns, "number")
+    hits = sum(compile_rule(parse(rule), types)(columns).astype(int) for rule in RFM_SEGMENTS.values())
+    assert hits.tolist() == [1] * len(grid)
