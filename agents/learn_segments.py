@@ -12,7 +12,7 @@ from app.core.learner import DriftEvent, Learner
 from app.main import app, settings
 from app.model_feed import CURRENT, LEARNER, ModelFeed
 from app.topics import model_samples, segment_drift, segment_model
-from tables.codecs import encode_model
+from tables.codecs import decode_model, encode_model
 
 log = logging.getLogger(__name__)
 
@@ -23,13 +23,20 @@ def _restore_learner() -> Learner:
     """Resume from the checkpoint on segment-model so versions keep increasing across restarts."""
     raw = model_feed.latest.get(LEARNER)
     if raw is not None:
-        learner = pickle.loads(raw)
-        log.info("learner resumed at %d samples", learner.samples)
-        return learner
+        try:
+            learner = pickle.loads(raw)
+        except Exception:  # a checkpoint of an older learner layout: start afresh, versions still grow
+            learner = None
+        if isinstance(learner, Learner) and hasattr(learner, "_fresh_ids"):
+            log.info("learner resumed at %d samples", learner.samples)
+            return learner
+        log.warning("learner checkpoint of another layout: learning afresh")
+    current = model_feed.latest.get(CURRENT)
     engine_cfg = settings.engine
     return Learner(
-        engine_cfg.learner, features=engine_cfg.segmenter.features, log_features=engine_cfg.segmenter.log_features
-    )
+        engine_cfg.learner, features=engine_cfg.segmenter.features, log_features=engine_cfg.segmenter.log_features,
+        first_version=decode_model(current).version if current is not None else 0,
+    )  # fmt: skip
 
 
 @app.agent(model_samples, concurrency=1)
@@ -44,12 +51,13 @@ async def learn_segments(stream):
             learner = _restore_learner()
         published = None
         samples = [sample for raw in batch for sample in orjson.loads(raw)]
-        for vector, ts, *rest in samples:  # [vector | null, ts, rfm | null]
-            if rest and rest[0] is not None:
-                learner.learn_rfm(*rest[0])
+        for vector, ts, *rest in samples:  # [vector | null, ts, rfm | null, user]
+            rfm, user = (rest + [None, None])[:2]
+            if rfm is not None:
+                published = next(iter(learner.learn_rfm(*rfm, ts=ts)), published)  # RFM-only, before clusters
             if vector is None:
                 continue
-            for output in learner.learn(vector, ts):
+            for output in learner.learn(vector, ts, user=user):
                 if isinstance(output, DriftEvent):
                     log.warning("drift: model v%d -> v%d", output.previous_version, output.version)
                     metrics.drifts.inc()

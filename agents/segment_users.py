@@ -45,19 +45,34 @@ def _load_model_file() -> None:
 _adopted_raw: bytes | None = None  # the published model bytes last looked at
 
 
-def _follow_published_model() -> None:
+def _follow_published_model() -> set[str]:
+    """Adopt a newer published model; returns the segment ids it retired."""
     global _adopted_raw
     if not settings.learn:
-        return
+        return set()
     raw = model_feed.latest.get(CURRENT)
     if raw is None or raw is _adopted_raw:
-        return  # decode a published model once, not once per batch
+        return set()  # decode a published model once, not once per batch
     _adopted_raw = raw
     snapshot = decode_model(raw)
     if engine.model is None or snapshot.version > engine.model.version:
+        before = engine.model
         engine.use_model(snapshot)
-        metrics.model_version.set(snapshot.version)
+        metrics.observe_model(snapshot)
         log.info("predicting with model v%d (%d segments)", snapshot.version, len(snapshot.segment_ids))
+        if before is not None:
+            return set(before.segment_ids) - set(snapshot.segment_ids)
+    return set()
+
+
+async def _move_members_of_retired(retired: set[str], now: float) -> None:
+    """Members of segments the new model retired move now, not at their next click."""
+    clicks_topic = clicks.get_topic_name()
+    owned = {tp.partition for tp in app.assignor.assigned_actives() if tp.topic == clicks_topic}
+    result = engine.retire(user_states.members_of(retired, owned), emitted_at=now)
+    if result.changes:
+        await _publish(result)
+        log.info("moved %d users out of retired segments %s", len(result.changes), sorted(retired))
 
 
 async def _decode(batch: Sequence[EventT], now: float, positions: list[tuple[int, int]]) -> list[ClickEvent]:
@@ -107,7 +122,9 @@ async def segment_users(stream):
 
 async def _segment_batch(batch: Sequence[EventT]) -> None:
     started, now = time.perf_counter(), time.time()
-    _follow_published_model()
+    retired = _follow_published_model()
+    if retired:
+        await _move_members_of_retired(retired, now)
     positions: list[tuple[int, int]] = []
     events = await _decode(batch, now, positions)
     # events: validated ClickEvents in partition order, positions[i]: (partition, offset) of events[i]
@@ -123,8 +140,8 @@ async def _segment_batch(batch: Sequence[EventT]) -> None:
     metrics.event_lag_seconds.observe_many(lags)
     dashboard.observe_batch(lags)
     if result.samples:
-        # One message per batch: the learner reads [[vector | null, ts, rfm | null], ...].
-        await model_samples.send(value=orjson.dumps([[s.vector, s.ts, s.rfm] for s in result.samples]))
+        # One message per batch: the learner reads [[vector | null, ts, rfm | null, user], ...].
+        await model_samples.send(value=orjson.dumps([[s.vector, s.ts, s.rfm, s.user] for s in result.samples]))
     metrics.batch_events.observe(len(batch))
     metrics.batch_seconds.observe(time.perf_counter() - started)
 

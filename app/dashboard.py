@@ -28,6 +28,7 @@ import numpy as np
 
 from app.api import segment_catalog
 from app.core.events import format_ts
+from app.core.features import FeatureConfig, catalogue
 from app.core.profile import RULE_PREFIX
 
 ASSETS = Path(__file__).with_name("dashboard_assets")
@@ -117,7 +118,9 @@ class DashboardFeed:
                 "source": self.source,
                 "now": self._clock(),
                 "model": None if model is None else {"version": model.version, "samples": model.samples,
-                                                     "ts": format_ts(model.ts)},  # fmt: skip
+                                                     "ts": format_ts(model.ts), "k": len(model.segment_ids),
+                                                     "selection": model.selection,
+                                                     "meanings": _meanings(model.features)},  # fmt: skip
                 "segments": segments,
                 "history": list(self._history),
                 "drifts": list(self._drifts),
@@ -150,3 +153,9 @@ def _segment_id(kind: str, segment: str) -> str:
 
 def _round(value: float | None) -> float | None:
     return None if value is None else round(value, 3)
+
+
+def _meanings(features) -> dict[str, str]:
+    """What each model feature means, from the feature catalogue (the page's tooltips)."""
+    known = catalogue(FeatureConfig())
+    return {name: known[name].meaning for name in features if name in known}

@@ -81,7 +81,8 @@ class Lookup:
             self._store_error()
             sizes = {}
         segments = [{**segment, "size": sizes.get(segment["id"], 0)} for segment in catalog]
-        return Reply(200, {"model_version": model.version if model else 0, "segments": segments})
+        selection = model.selection if model is not None else None  # how k and the features were chosen
+        return Reply(200, {"model_version": model.version if model else 0, "selection": selection, "segments": segments})
 
     async def members(self, segment_id: str, query: Mapping[str, str]) -> Reply:
         model = await self._model() if self._model else None

@@ -37,6 +37,19 @@ def count_sent(topic: str, records: int) -> None:
 
 state_bytes = Counter("segstream_state_bytes_written", "Bytes of user state written to the changelog.", registry=registry)
 model_version = Gauge("segstream_model_version", "Version of the model this worker predicts with.", registry=registry)
+model_k = Gauge("segstream_model_k", "Cluster segments of the model this worker predicts with (0: none yet).",
+                registry=registry)  # fmt: skip
+model_silhouette = Gauge("segstream_model_silhouette", "Silhouette of the model's clusters when k was chosen (-1 to 1).",
+                         registry=registry)  # fmt: skip
+
+
+def observe_model(snapshot) -> None:
+    """The version, k and silhouette of the model now predicted with (an ``app.core.model.ModelSnapshot``)."""
+    model_version.set(snapshot.version)
+    model_k.set(len(snapshot.segment_ids))
+    selection = snapshot.selection or {}
+    if selection.get("silhouette") is not None:
+        model_silhouette.set(selection["silhouette"])
 drifts = Counter("segstream_drift_detections", "Drift detections of the learner.", registry=registry)
 
 profile_writes = Counter(

@@ -52,9 +52,24 @@ _SEGMENT = {
         "rule": {"type": "string", "description": "rule segments: the rule"},
     },
 }  # fmt: skip
+_SELECTION = {
+    "oneOf": [{"type": "null"}, {
+        "type": "object", "required": ["k", "method"],
+        "description": "how the model's k, scaling and features were chosen (app/core/selection.py); "
+                       "null before a cluster model exists",
+        "properties": {
+            "k": {"type": "integer"}, "method": {"enum": ["auto", "fixed", "online"]},
+            "silhouette": _NULLABLE_NUMBER, "davies_bouldin": _NULLABLE_NUMBER, "stability": _NULLABLE_NUMBER,
+            "gain": _NULLABLE_NUMBER,
+            "candidates": {"type": "array", "items": {"type": "object", "required": ["k"]}},
+            "features": {"type": "array", "items": {"type": "string"}, "description": "the features the model reads"},
+            "dropped": {"type": "object", "additionalProperties": {"type": "string"},
+                        "description": "candidate features left out, with the reason"},
+        }}],
+}
 _SEGMENTS = {
     "type": "object", "required": ["model_version", "segments"], "additionalProperties": False,
-    "properties": {"model_version": {"type": "integer", "minimum": 0},
+    "properties": {"model_version": {"type": "integer", "minimum": 0}, "selection": _SELECTION,
                    "segments": {"type": "array", "items": {"$ref": "#/components/schemas/Segment"}}},
 }  # fmt: skip
 _MEMBERS = {
@@ -89,7 +104,11 @@ _DASHBOARD = {
         "model": {"oneOf": [{"type": "null"}, {
             "type": "object", "required": ["version", "samples", "ts"],
             "properties": {"version": {"type": "integer"}, "samples": {"type": "integer"},
-                           "ts": {"type": "string", "format": "date-time"}}}]},
+                           "ts": {"type": "string", "format": "date-time"},
+                           "k": {"type": "integer", "description": "cluster segments (0: RFM cut points only)"},
+                           "selection": _SELECTION,
+                           "meanings": {"type": "object", "additionalProperties": {"type": "string"},
+                                        "description": "the feature catalogue's meaning of each model feature"}}}]},
         "segments": {"type": "array", "items": _DASHBOARD_SEGMENT},
         "history": {"type": "array", "maxItems": 720, "description": "oldest first, one point per sample interval",
                     "items": {"type": "object", "required": ["t", "events_per_s", "lag_p50_s", "lag_p95_s", "sizes"],

@@ -24,6 +24,7 @@ Needs the bench extras: pip install -e '.[bench]'.
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 import time
 from collections import Counter
 from datetime import datetime
@@ -31,8 +32,10 @@ from typing import Any
 
 from app.core.embedded import EmbeddedPipeline
 from app.core.engine import EngineConfig
+from app.core.learner import LearnerConfig
 from app.core.model import NEW_SEGMENT
 from app.core.rulebook import RFM_SEGMENTS
+from app.core.segmenter import SegmenterConfig
 from app.report import persona_agreement
 from bench.common import Report
 from bench.offline import feature_matrix, kmeans_scan, require_sklearn, scores_of
@@ -46,6 +49,15 @@ COLUMNS = ["shape", "users", "events", "rejects", "model v", "k planted", "k cho
            "ratio", "ratio@k", "changes/user-h", "RFM tier %", "seconds"]
 
 
+# Every per-user rate, share, cadence and time-of-day feature of the catalogue (no totals).
+BEHAVIOUR_FEATURES = (
+    "mean_session_s", "sessions_per_active_day", "median_session_gap_h", "avg_order_value", "order_value_std",
+    "basket_size", "conversion", "views_per_session", "cart_adds_per_session", "abandoned_per_session",
+    "search_share", "view_to_cart", "cart_to_purchase", "checkout_to_purchase", "hour_cos", "hour_sin",
+    "weekend_share", "mobile_share", "desktop_share", "mean_scroll_depth", "mean_dwell_s",
+)  # fmt: skip
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--users", type=int, default=None, help="persona users (default 3,000; --quick 600)")
     parser.add_argument("--seed", type=int, default=7, help="persona generator and offline KMeans seed")
@@ -53,6 +65,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quick", action="store_true", help="small sizes: 600 persona users, 3,000 CDNOW customers")
     parser.add_argument("--cdnow-customers", type=int, default=None, help="first N CDNOW customers (default all)")
     parser.add_argument("--batch", type=int, default=2_000, help="messages per engine batch")
+    parser.add_argument(
+        "--model-features", choices=("default", "behaviour"), default="default",
+        help="the model's candidate features: SegmenterConfig's default, or BEHAVIOUR_FEATURES (the catalogue's "
+        "cadence, funnel, order value, local time and device features too)",
+    )
+    parser.add_argument("--n-clusters", default=None, help='LearnerConfig.n_clusters: a number or "auto"')
 
 
 def run(args: argparse.Namespace) -> Report:
@@ -98,7 +116,7 @@ def _load(shape: str, users: int, seed: int, customers: int | None):
 
 
 def _measure(shape: str, messages: list[bytes], truth, planted, args) -> tuple[dict, dict]:
-    pipeline = EmbeddedPipeline(EngineConfig())
+    pipeline = EmbeddedPipeline(_config(args.model_features, args.n_clusters))
     rejects: Counter = Counter()
     entered: dict[str, float] = {}  # user -> event time of its first cluster change
     later = versions = drifts = events = 0
@@ -167,6 +185,14 @@ def _measure(shape: str, messages: list[bytes], truth, planted, args) -> tuple[d
             + (f"; {_rfm_note(profiles, pipeline)}" if truth is None else ""))
     return row, {"note": note, "features": names, "selection": selection, "segment_sizes": dict(used),
                  "offline": {k: {key: v for key, v in s.items() if key != "labels"} for k, s in scan.items()}}
+
+
+def _config(model_features: str, n_clusters: str | None) -> EngineConfig:
+    segmenter = SegmenterConfig() if model_features == "default" else SegmenterConfig(features=BEHAVIOUR_FEATURES)
+    learner = LearnerConfig()
+    if n_clusters is not None:
+        learner = replace(learner, n_clusters=n_clusters if n_clusters == "auto" else int(n_clusters))
+    return EngineConfig(segmenter=segmenter, learner=learner)
 
 
 def _segstream_scores(x, users, segments, seed):

@@ -85,6 +85,21 @@ class UserStateCache:
                 scheduled += 1
         return scheduled
 
+    def members_of(self, segments: Collection[str], partitions: Collection[int]) -> list[tuple[str, UserState]]:
+        """The users on ``partitions`` whose cluster segment is one of ``segments``, with their states.
+
+        A scan of the store (one parse a record); only the members are decoded whole.
+        """
+        members = []
+        for key, raw in self._local().items():
+            record = orjson.loads(raw)
+            applied = record[3]  # as in reindex: the state's partition
+            if applied is None or applied[0] not in partitions or record[2][0] not in segments:
+                continue
+            user_id = key.decode()
+            members.append((user_id, self._states.get(user_id) or UserState.from_record(record)))
+        return members
+
     def clear(self) -> None:
         """Forget cached states (partitions moved): the table is the truth again."""
         self._states.clear()

@@ -85,16 +85,20 @@ class EmbeddedPipeline:
             return
         for sample in result.samples:
             if sample.rfm is not None:
-                self.learner.learn_rfm(*sample.rfm)
+                out.models.extend(self.learner.learn_rfm(*sample.rfm, ts=sample.ts))  # RFM-only, before clusters
             if sample.vector is None:
                 continue
-            for item in self.learner.learn(sample.vector, sample.ts):
+            for item in self.learner.learn(sample.vector, sample.ts, user=sample.user):
                 if isinstance(item, DriftEvent):
                     out.drifts.append(item)
                 else:
                     out.models.append(item)
         if out.models:
+            before = self.engine.model
             self.engine.use_model(out.models[-1])
+            if before is not None and set(before.segment_ids) - set(out.models[-1].segment_ids):
+                # Segments retired: their members move now, not at their next event.
+                self._collect(self.engine.retire(self.states.items(), emitted_at=now), out)
 
     def finish(self, *, now: float) -> FeedResult:
         """End of input: fire the deadlines due by the last event time."""

@@ -24,7 +24,7 @@ from __future__ import annotations
 import math
 import zlib
 from collections import Counter
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from itertools import compress
 from typing import Any
@@ -71,6 +71,7 @@ class Sample:
     vector: list[float] | None
     ts: float
     rfm: tuple[float, float, float] | None = None  # recency_days, frequency, monetary of a buyer
+    user: str | None = None  # the learner keeps one sample per user
 
 
 @dataclass(slots=True)
@@ -163,16 +164,18 @@ class Engine:
         skipped: set[int] = set()  # indexes of redelivered events
         entering: set[str] = set()
         features_cfg = self.config.features
-        seg_cfg = self.config.segmenter
         triggers_cfg = self.config.rules.triggers
         segmenter = self.segmenter
         model = self.model
         edges = model.rfm_edges if model is not None else None
+        clustered = model is not None and model.clustered  # an RFM-only snapshot has no clusters
         rulebook = None if self.rulebook.empty else self.rulebook
         signal_types, cancellers = self._signal_types, self._cancellers
         read_vector = self._vector
         last_in_message = _last_in_message(events, messages)
         changed: dict[str, ClickEvent] = {}  # user -> last event applied since their last decision
+        had_evidence: dict[str, bool] = {}  # user -> evidence as of their previous decision
+        evidence = self._has_evidence
         progress: dict[int, float] = {}  # partition -> newest event time in this batch
         signalled: set[str] = set()  # users whose trigger deadlines may have moved
         points: list[_Pending] = []  # every decision point, in input order
@@ -196,6 +199,8 @@ class Engine:
                     continue
                 state.applied = position
                 partition = position[0]
+            if user_id not in changed:  # the first event since the user's last decision
+                had_evidence[user_id] = evidence(state.features)
             outcome = state.features.apply(event, features_cfg)
             result.outcomes[outcome] += 1
             if outcome == OK:
@@ -214,7 +219,7 @@ class Engine:
             # One decision point: the user as of their last event in this message.
             user = state.features
             member = state.membership
-            eligible = user.events >= seg_cfg.min_events and user.sessions >= seg_cfg.min_sessions
+            eligible = evidence(user)
             point = _Pending(user_id, state, cause, event, _folded(user), eligible)
             points.append(point)
             if rulebook is not None:
@@ -223,14 +228,17 @@ class Engine:
                 result.samples.append(Sample(None, cause.ts, _rfm_measures(user)))
             if not eligible and member.segment == NEW_SEGMENT:
                 continue
-            sampled = eligible and self._sampled(f"{user_id}:{user.events}")
-            if model is None or segmenter.settled(member, cause.ts):
+            # The decision at which a user first has evidence is always sampled, so every
+            # user with evidence reaches the learner (a small site gets a model); later
+            # ones by hash. Both depend on the input alone: replay and Kafka sample alike.
+            sampled = eligible and (not had_evidence.pop(user_id, True) or self._sampled(f"{user_id}:{user.events}"))
+            if not clustered or segmenter.settled(member, cause.ts):
                 if sampled:
-                    result.samples.append(Sample(read_vector(user), cause.ts))
+                    result.samples.append(Sample(read_vector(user), cause.ts, user=user_id))
                 continue
             vector = read_vector(user)
             if sampled:
-                result.samples.append(Sample(vector, cause.ts))
+                result.samples.append(Sample(vector, cause.ts, user=user_id))
             if eligible and member.segment == NEW_SEGMENT and user_id not in entering:
                 # A new user's first eligible decision always enters a segment: take the
                 # snapshot now rather than rebuild it after the batch.
@@ -270,6 +278,35 @@ class Engine:
         self._fire_due(lookup, result, format_ts(emitted_at))
         return result
 
+    def retire(self, members: Iterable[tuple[str, UserState]], *, emitted_at: float = 0.0) -> BatchResult:
+        """Members of segments the current model no longer has move to their nearest segment now.
+
+        Called after a new model retired segment ids (a refit with another k, or a centroid
+        too far from every old one): without it a user who sends nothing more would stay in
+        a segment that no longer exists. Each move is a ``moved`` change with reason
+        ``segment_retired``, at the stream's latest event time, whatever the user's dwell.
+        """
+        result = BatchResult()
+        segmenter = self.segmenter
+        if not segmenter.clustered:
+            return result
+        known = set(segmenter.snapshot.segment_ids)
+        stale = [(user_id, state) for user_id, state in members
+                 if state.membership.segment not in known and state.membership.segment != NEW_SEGMENT]  # fmt: skip
+        if not stale:
+            return result
+        distances = segmenter.distances([self._vector(state.features) for _, state in stale])
+        emitted = format_ts(emitted_at)
+        latest = self.watermark.max_ts
+        for (user_id, state), row in zip(stale, distances, strict=True):
+            previous, features = state.membership.segment, state.features
+            ts = max(latest, features.last_ts) if math.isfinite(latest) else features.last_ts
+            segmenter.decide(state.membership, row, ts=ts, eligible=True)
+            snapshot = features.snapshot(features.last_ts, self.config.features)
+            result.changes.append(self._change(user_id, state, ts, previous, row, snapshot, emitted))
+            result.touched[user_id] = state
+        return result
+
     def _fire_due(self, lookup, result: BatchResult, emitted: str, *, inclusive: bool = False) -> None:
         watermark = self.watermark.current
         cfg = self.config.rules.triggers
@@ -282,6 +319,13 @@ class Engine:
                 result.triggers.extend(fired)
                 result.touched[user_id] = state
             self.deadlines.schedule(user_id, state.signals.next_due(cfg))
+
+    def _has_evidence(self, user: UserFeatures) -> bool:
+        """Enough evidence to leave ``new``: ``min_events`` over ``min_sessions``, or a purchase."""
+        cfg = self.config.segmenter
+        return (user.events >= cfg.min_events and user.sessions >= cfg.min_sessions) or (
+            0 < cfg.min_purchases <= user.purchases
+        )
 
     def _sampled(self, key: str) -> bool:
         # Hash-based, so replay and Kafka sample the same updates.
@@ -313,7 +357,8 @@ class Engine:
                 previous = member.segment
                 row = distances[point.scored]
                 if decide(member, row, ts=point.event.ts, eligible=point.eligible) is not None:
-                    changes.append(self._change(point, previous, row, snapshots.at(point), emitted))
+                    changes.append(self._change(point.user_id, point.state, point.event.ts, previous, row,
+                                                snapshots.at(point), emitted))
             signals = point.state.signals
             if membership is not None:
                 now_in = list(compress(names, membership[i]))
@@ -357,9 +402,10 @@ class Engine:
         }
 
     def _change(
-        self, item: _Pending, previous: str, distances: Any, snapshot: dict[str, Any], emitted_at: str
-    ) -> dict[str, Any]:
-        member = item.state.membership
+        self, user_id: str, state: UserState, ts: float, previous: str, distances: Any, snapshot: dict[str, Any],
+        emitted_at: str,
+    ) -> dict[str, Any]:  # fmt: skip
+        member = state.membership
         model = self.model
         index = model.segment_ids.index(member.segment)
         if previous == NEW_SEGMENT:
@@ -370,11 +416,11 @@ class Engine:
             change, reason = "moved", "segment_retired"
         return {
             "schema": CHANGE_SCHEMA,
-            "event_id": f"{item.user_id}:{member.seq}",
-            "user_id": item.user_id,
+            "event_id": f"{user_id}:{member.seq}",
+            "user_id": user_id,
             "kind": "cluster",
             "change": change,
-            "ts": format_ts(item.event.ts),
+            "ts": format_ts(ts),
             "emitted_at": emitted_at,
             "segment": member.segment,
             "segment_name": model.names[index],

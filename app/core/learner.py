@@ -1,117 +1,109 @@
-"""The online learner: a River scaler + clusterer pipeline watched by ADWIN.
+"""The online learner: k chosen from the data, robust scaling, River KMeans online, ADWIN.
 
 One learner holds the single global model. It learns from sampled user feature
-vectors, publishes a :class:`~app.core.model.ModelSnapshot` every
-``publish_every`` samples, and watches the distance of each sample to its
-nearest centroid with ADWIN. Drift policy: when ADWIN detects that this
-distance grew by more than ``drift_tolerance`` over its best level since the last
-fit, the learner keeps learning online while it collects ``refresh_window`` fresh
-samples, then refits on exactly those, matches the new centroids to the old ones
-(Hungarian assignment on centroid distance) so segment ids survive, bumps the
-version and reports a :class:`DriftEvent`. Detections within ``drift_cooldown``
-samples of the last refit are ignored.
+vectors and keeps the latest vector of each of the most recent users (at most
+``max(warmup, refresh_window)``): a fit sample has one row per user, so a heavy
+user counts once.
 
-The first model comes from the first ``warmup`` samples: River's KMeans starts
-from random centres and can leave some dead, so the learner seeds it with
-k-means++ and a few Lloyd steps on the warm-up sample, then learns online.
+Fits. The first fit comes once ``min_users`` distinct users have a sample; the
+model is refitted each time that number doubles, until ``warmup`` users (so a
+small site gets a model early, and a big one a better one soon after). A fit
+chooses the scaling and the features (:mod:`app.core.scaling`), then k
+(:mod:`app.core.selection`; ``n_clusters="auto"``, or a fixed number), and seeds
+River's KMeans with the chosen centroids. Between fits River learns online
+(``learn_one`` on the sample scaled with the frozen scaling) and a snapshot is
+published every ``publish_every`` samples.
+
+After the warm-up the model is refitted on the latest users every ``refit_every``
+samples, as they gain evidence.
+
+Drift: ADWIN watches each sample's distance to the model of the last warm-up or drift
+fit (:class:`~app.core.fit_monitor.FitMonitor`; periodic refits keep that reference, so
+they cannot hide a population that moved). When the fit got more than
+``drift_tolerance`` worse, the learner collects ``refresh_window`` fresh samples,
+refits on the latest users (k chosen again), bumps the version and reports a
+:class:`DriftEvent`. Detections within ``drift_cooldown`` samples of a fit are ignored.
+
+Segment ids. After every refit, new centroids are matched to the old ones
+(Hungarian assignment on centroid distance, in the new scaling); a match farther
+than ``match_distance`` is refused. A matched centroid keeps its id, any other
+gets a new id, and an id is never reused; segments without a match are retired
+(the segmenter moves their members, with reason ``segment_retired``).
+
+RFM cut points do not wait for clusters: :meth:`Learner.learn_rfm` publishes as soon as
+they exist and every ``publish_every`` buyers' samples after, an RFM-only snapshot (no
+centroids) while there is no cluster model.
 
 >>> import random
 >>> rng = random.Random(1)
->>> learner = Learner(LearnerConfig(warmup=200, publish_every=100, n_clusters=2),
-...                   features=("x", "y"), log_features=())
+>>> learner = Learner(LearnerConfig(n_clusters="auto", warmup=200, publish_every=100, min_users=50), features=("x", "y"))
 >>> outputs = [out for i in range(400)
-...            for out in learner.learn([rng.gauss(5.0 * (i % 2), 0.3), rng.gauss(0, 0.3)], ts=float(i))]
->>> [type(out).__name__ for out in outputs]
-['ModelSnapshot', 'ModelSnapshot', 'ModelSnapshot']
+...            for out in learner.learn([rng.gauss(5.0 * (i % 2), 0.3), 1.0], ts=float(i))]
+>>> [snap.samples for snap in outputs]
+[50, 100, 200, 300, 400]
 >>> snap = outputs[-1]
->>> snap.version, snap.segment_ids, sorted(round(c[0]) for c in snap.centroids)
-(3, ('c1', 'c2'), [-1, 1])
+>>> snap.version, sorted(snap.segment_ids), snap.selection["k"], snap.selection["method"], snap.features
+(5, ['c1', 'c2'], 2, 'auto', ('x',))
+>>> snap.selection["dropped"]
+{'y': 'constant: 100% of users have 1'}
 """
 
 from __future__ import annotations
 
-import math
-from collections import defaultdict, deque
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections import OrderedDict, defaultdict
+from collections.abc import Hashable, Sequence
 from typing import Any
 
 import numpy as np
-from river import cluster, preprocessing
+from river import cluster
 from scipy.optimize import linear_sum_assignment
 
-from app.core.events import format_ts
 from app.core.fit_monitor import FitMonitor
-from app.core.model import ModelSnapshot, log_columns, name_centroids, standardize
+from app.core.model import ModelSnapshot, name_centroids
 from app.core.rfm import RfmQuintiles
+from app.core.scaling import Scaling, fit_scaling
+from app.core.learner_config import AUTO, DriftEvent, LearnerConfig
+from app.core.selection import fixed_k, select_k
 
-
-@dataclass(frozen=True)
-class LearnerConfig:
-    """The River clusterer and the learning and drift policy."""
-
-    algorithm: str = "KMeans"  # any river.cluster class exposing `centers`
-    n_clusters: int = 5
-    params: dict[str, Any] = field(default_factory=lambda: {"halflife": 0.01, "sigma": 1.0})
-    seed: int = 42
-    warmup: int = 1_000
-    publish_every: int = 1_000
-    refresh_window: int = 1_000
-    drift_delta: float = 0.002
-    drift_cooldown: int = 1_000
-    lloyd_iterations: int = 25
-    restarts: int = 10  # k-means++ seedings tried; the lowest inertia wins
-    drift_tolerance: float = 0.1  # refresh only if the fit got this much worse
-
-    def __post_init__(self) -> None:
-        if not hasattr(cluster, self.algorithm):
-            raise ValueError(f"river.cluster has no {self.algorithm!r}")
-        if min(self.warmup, self.refresh_window, self.publish_every, self.n_clusters) < 1:
-            raise ValueError("warmup, refresh_window, publish_every and n_clusters must be at least 1")
-
-
-@dataclass(frozen=True)
-class DriftEvent:
-    """ADWIN saw the model fit get worse; the learner refreshed the model."""
-
-    ts: float  # event time of the sample at which ADWIN detected the drift
-    samples: int  # samples learned when it was detected
-    previous_version: int
-    version: int
-    baseline_distance: float  # best mean distance to the nearest centroid before the drift
-    drifted_distance: float  # ADWIN's mean of the recent window when it fired
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "ts": format_ts(self.ts),
-            "samples": self.samples,
-            "previous_version": self.previous_version,
-            "version": self.version,
-            "signal": "distance_to_centroid",
-            "baseline_distance": round(self.baseline_distance, 4),
-            "drifted_distance": round(self.drifted_distance, 4),
-        }
-
+__all__ = ["AUTO", "DriftEvent", "Learner", "LearnerConfig"]
 
 class Learner:
-    """Learns one global segment model from sampled feature vectors."""
+    """Learns one global segment model from sampled feature vectors.
 
-    def __init__(self, config: LearnerConfig, *, features: Sequence[str], log_features: Sequence[str]) -> None:
+    ``features`` are the candidate features, in the order of the vectors given to
+    :meth:`learn`; ``log_features`` are always log1p'ed (others when skewed).
+    ``first_version`` is the version to count on from (a restart without a checkpoint).
+    """
+
+    def __init__(
+        self, config: LearnerConfig, *, features: Sequence[str], log_features: Sequence[str] = (),
+        first_version: int = 0,
+    ) -> None:  # fmt: skip
         self.config = config
         self.features = tuple(features)
         self.log_features = tuple(name for name in log_features if name in self.features)
-        self._log_mask = np.array([name in self.log_features for name in self.features])
         self._rng = np.random.default_rng(config.seed)
-        self._recent: deque[np.ndarray] = deque(maxlen=max(config.refresh_window, config.warmup))
+        self._users: OrderedDict[Hashable, np.ndarray] = OrderedDict()  # latest raw vector, oldest first
+        self._capacity = max(config.refresh_window, config.warmup)
+        self._seen = 0  # distinct users (keys) ever sampled
+        self._next_fit: int | None = config.min_users  # users seen at the next warm-up fit
+        self._warm_until = float("inf")  # samples by which the warm-up ends (set by its first fit)
         self._samples = 0
         self._since_publish = 0
-        self._version = 0
+        self._fitted_at = 0  # samples at the latest fit
+        self._version = first_version
         self._ids: list[str] = []
-        self._scaler: preprocessing.StandardScaler | None = None
+        self._next_id = 1  # ids are never reused
+        self._scaling: Scaling | None = None
+        self._selection: dict[str, Any] | None = None
         self._clusterer: Any = None
-        self._monitor: FitMonitor | None = None  # set by the first fit
+        # The drift monitor and the scaling it reads with: renewed by warm-up and drift fits, not
+        # by periodic ones, which follow users gaining evidence, not a population that moved.
+        self._monitor: FitMonitor | None = None
+        self._monitor_scaling: Scaling | None = None
         self._detected: tuple[float, int, float, float] | None = None  # ts, samples, baseline, distance
         self._last_ts: float | None = None
+        self._rfm_published = -1  # RFM samples at the last RFM-only snapshot
         self.rfm = RfmQuintiles()
         self.snapshot: ModelSnapshot | None = None
 
@@ -119,31 +111,44 @@ class Learner:
     def samples(self) -> int:
         return self._samples
 
-    def learn_rfm(self, recency_days: float, frequency: float, monetary: float) -> None:
-        """One buyer's RFM measures; the next published snapshot carries the new cut points."""
-        self.rfm.learn(recency_days=recency_days, frequency=frequency, monetary=monetary)
+    def forget(self, user: Hashable) -> None:
+        """Erasure: drop the user's sample (fitted models keep no per-user data)."""
+        self._users.pop(user, None)
 
-    def learn(self, vector: Sequence[float], ts: float) -> list[ModelSnapshot | DriftEvent]:
-        """Learn one raw feature vector (config feature order, NaN = unobserved)."""
-        x = self._transform(vector)
-        self._recent.append(x)
+    def learn_rfm(self, recency_days: float, frequency: float, monetary: float, ts: float = 0.0) -> list[ModelSnapshot]:
+        """One buyer's RFM measures; a snapshot when new cut points are due (RFM-only without clusters)."""
+        self.rfm.learn(recency_days=recency_days, frequency=frequency, monetary=monetary)
+        self._last_ts = ts if self._last_ts is None else max(self._last_ts, ts)
+        count = self.rfm.samples
+        waited = count - self._rfm_published >= self.config.publish_every or self._rfm_published < 0
+        if not waited or self.rfm.edges() is None:
+            return []
+        # The first cut points, then fresh ones every publish_every buyers' samples, with or without clusters.
+        self._rfm_published = count
+        return [self._publish(self._last_ts)]
+
+    def learn(self, vector: Sequence[float], ts: float, user: Hashable | None = None) -> list[ModelSnapshot | DriftEvent]:
+        """Learn one raw feature vector (candidate feature order, NaN = unobserved) of ``user``.
+
+        Without ``user`` every sample counts as a user of its own.
+        """
+        x = np.array(vector, dtype=np.float64)
+        self._remember(self._samples if user is None else user, x)
         self._samples += 1
         self._last_ts = ts
+        if self._next_fit is not None and (self._seen >= self._next_fit or self._samples >= self._warm_until):
+            return self._warm_fit(ts)
         if self._clusterer is None:
-            # Fit at the warm-up size, and again every warm-up samples until a fit finds clusters.
-            if self._samples % self.config.warmup or not self._refit(np.array(self._recent)):
-                return []
-            return [self._publish(ts)]
-        sample = self._as_dict(x)
-        self._scaler.learn_one(sample)
-        scaled = self._scaler.transform_one(sample)
-        self._clusterer.learn_one(scaled)
+            return []
         outputs: list[ModelSnapshot | DriftEvent] = []
-        if self._detected is None and self._monitor.observe(x):
+        self._clusterer.learn_one(self._as_dict(self._scaling.transform(x)))
+        if self._detected is None and self._monitor.observe(self._monitor_scaling.prepare(x)):
             self._detected = (ts, self._samples, self._monitor.baseline, self._monitor.current)
         # Refit once refresh_window samples, the detecting one included, came after the drift.
         if self._detected is not None and self._samples - self._detected[1] + 1 >= self.config.refresh_window:
             outputs.extend(self._refresh())
+        elif self._refit_due() and self._refit(np.array(list(self._users.values())), watch=False):
+            outputs.append(self._publish(ts))
         else:
             self._since_publish += 1
             if self._since_publish >= self.config.publish_every:
@@ -152,84 +157,133 @@ class Learner:
 
     # -- internals ------------------------------------------------------------
 
-    def _transform(self, vector: Sequence[float]) -> np.ndarray:
-        return log_columns(np.asarray(vector, dtype=np.float64), self._log_mask)
-
-    def _as_dict(self, x: np.ndarray) -> dict[str, float]:
-        # Unobserved features stay out of the dict: River's KMeans reads them as 0,
-        # the population mean in scaled space.
-        return {name: value for name, value in zip(self.features, x.tolist(), strict=True) if not math.isnan(value)}
-
-    def _refit(self, data: np.ndarray) -> bool:
-        """A fresh scaler and clusterer from ``data`` (KMeans seeded by k-means++).
-
-        Returns False, keeping the current model, when the clusterer found no clusters.
-        """
-        scaler = preprocessing.StandardScaler()
-        for row in data:
-            scaler.learn_one(self._as_dict(row))
-        z = self._scale_matrix(data, scaler)
-        clusterer = getattr(cluster, self.config.algorithm)(**self._clusterer_params())
-        if isinstance(clusterer, cluster.KMeans):
-            centers = _best_kmeans(z, self.config, self._rng)
-            clusterer.centers = {i: _center_dict(self.features, center) for i, center in enumerate(centers)}
+    def _remember(self, key: Hashable, x: np.ndarray) -> None:
+        if key in self._users:
+            self._users.move_to_end(key)
         else:
-            for row in z:
-                clusterer.learn_one(dict(zip(self.features, row.tolist(), strict=True)))
-        if not clusterer.centers:
+            self._seen += 1
+            if len(self._users) >= self._capacity:
+                self._users.popitem(last=False)
+        self._users[key] = x
+
+    def _warm_fit(self, ts: float) -> list[ModelSnapshot]:
+        """A fit at a warm-up size; the next comes when the users have doubled.
+
+        The warm-up ends at ``warmup`` users, or ``warmup`` samples after its first fit,
+        whichever comes first: a stream with few users must not keep moving the drift
+        monitor's reference until its last user shows up.
+        """
+        seen, warmup = self._seen, self.config.warmup
+        fitted = self._refit(np.array(list(self._users.values())))
+        if fitted and self._warm_until == float("inf"):
+            self._warm_until = self._samples + warmup
+        if seen >= warmup or self._samples >= self._warm_until:
+            self._next_fit = None if fitted else seen + warmup  # retry later while nothing fits
+        else:
+            self._next_fit = min(2 * seen, warmup)
+        return [self._publish(ts)] if fitted else []
+
+    def _refit_due(self) -> bool:
+        every = self.config.refit_every
+        return every > 0 and self._next_fit is None and self._samples - self._fitted_at >= every
+
+    def _refit(self, data: np.ndarray, *, watch: bool = True) -> bool:
+        """Scaling, features, k and centroids from ``data``; ids matched to the previous fit.
+
+        ``watch``: the drift monitor takes this fit as its new reference.
+
+        Returns False, keeping the current model, when no feature or no cluster is usable.
+        """
+        cfg = self.config
+        scaling = fit_scaling(data, self.features, always_log=self.log_features,
+                              max_missing=cfg.max_missing, max_constant=cfg.max_constant)  # fmt: skip
+        if not scaling.features:
             return False
-        self._scaler, self._clusterer = scaler, clusterer
-        self._monitor = FitMonitor(
-            *self._moments(scaler),
-            self._centroids(),
-            cooldown=self.config.drift_cooldown,
-            tolerance=self.config.drift_tolerance,
-            delta=self.config.drift_delta,
-        )
-        self._name_new_centers(len(clusterer.centers))
+        z = scaling.transform(data)
+        centers, selection = self._cluster(z)
+        clusterer = self._river(centers, scaling.features, z)
+        centroids = _centroids(clusterer, scaling.features)
+        if not len(centroids):
+            return False
+        previous = self._raw_centroids() if self._clusterer is not None else None
+        self._ids = self._match(previous, centroids, scaling)
+        self._scaling, self._clusterer = scaling, clusterer
+        self._fitted_at = self._samples
+        self._selection = {**selection, "k": len(centroids), "features": list(scaling.features),
+                           "dropped": dict(scaling.dropped)}  # fmt: skip
+        if watch or self._monitor is None:
+            self._detected = None
+            self._monitor_scaling = scaling
+            self._monitor = FitMonitor(scaling.centre, scaling.scale, centroids, cooldown=cfg.drift_cooldown,
+                                       tolerance=cfg.drift_tolerance, delta=cfg.drift_delta)  # fmt: skip
         return True
 
-    def _name_new_centers(self, count: int) -> None:
-        known = len(self._ids)
-        self._ids.extend(f"c{n}" for n in range(known + 1, count + 1))
+    def _cluster(self, z: np.ndarray) -> tuple[np.ndarray, dict[str, Any]]:
+        cfg = self.config
+        if cfg.algorithm != "KMeans":  # another River clusterer finds its own clusters
+            return np.empty((0, z.shape[1])), {"method": "online"}
+        if cfg.n_clusters == AUTO:
+            return select_k(z, k_min=cfg.k_min, k_max=cfg.k_max, rng=self._rng,
+                            restarts=cfg.restarts, iterations=cfg.lloyd_iterations)  # fmt: skip
+        return fixed_k(z, cfg.n_clusters, rng=self._rng, restarts=cfg.restarts, iterations=cfg.lloyd_iterations)
 
-    def _clusterer_params(self) -> dict[str, Any]:
+    def _river(self, centers: np.ndarray, features: Sequence[str], z: np.ndarray) -> Any:
+        """The River clusterer: KMeans seeded with ``centers``; others learn ``z`` online."""
         params = dict(self.config.params)
         if self.config.algorithm == "KMeans":
-            params.setdefault("n_clusters", self.config.n_clusters)
-            params.setdefault("seed", self.config.seed)
-        return params
+            params.update(n_clusters=len(centers), seed=self.config.seed)
+        clusterer = getattr(cluster, self.config.algorithm)(**params)
+        if isinstance(clusterer, cluster.KMeans):
+            clusterer.centers = {i: _center_dict(features, center) for i, center in enumerate(centers)}
+        else:
+            for row in z:
+                clusterer.learn_one(dict(zip(features, row.tolist(), strict=True)))
+        return clusterer
 
-    def _scale_matrix(self, data: np.ndarray, scaler: preprocessing.StandardScaler) -> np.ndarray:
-        return standardize(data, *self._moments(scaler))
+    def _as_dict(self, z: np.ndarray) -> dict[str, float]:
+        return dict(zip(self._scaling.features, z.tolist(), strict=True))
 
+    def _raw_centroids(self) -> dict[str, np.ndarray]:
+        """The current centroids per feature, unscaled and un-logged: comparable across scalings."""
+        s = self._scaling
+        raw = _centroids(self._clusterer, s.features) * s.scale + s.centre
+        logged = [name in s.log_features for name in s.features]
+        raw[:, logged] = np.expm1(raw[:, logged])
+        return {name: raw[:, j] for j, name in enumerate(s.features)}
 
-    def _moments(self, scaler: preprocessing.StandardScaler) -> tuple[np.ndarray, np.ndarray]:
-        mean = np.array([scaler.means.get(name, 0.0) for name in self.features])
-        std = np.sqrt(np.array([scaler.vars.get(name, 0.0) for name in self.features]))
-        return mean, np.where(std > 1e-9, std, 1.0)
+    def _match(self, previous: dict[str, np.ndarray] | None, new: np.ndarray, scaling: Scaling) -> list[str]:
+        """Ids for the new centroids: a matched old id, or a fresh one (never a reused one)."""
+        ids: list[str | None] = [None] * len(new)
+        shared = [j for j, name in enumerate(scaling.features) if previous and name in previous]
+        if shared:
+            # The old centroids in the new scaling, compared on the features both fits use.
+            count = len(next(iter(previous.values())))
+            self._fresh_ids(count)
+            old = np.full((count, len(self.features)), np.nan)
+            for name, values in previous.items():
+                old[:, self.features.index(name)] = values
+            cost = np.linalg.norm(new[:, None, shared] - scaling.transform(old)[None, :, shared], axis=2)
+            for i, j in zip(*linear_sum_assignment(cost), strict=True):
+                if cost[i, j] <= self.config.match_distance:
+                    ids[i] = self._ids[j]
+        fresh = iter(self._fresh_ids(ids.count(None), extend=False))
+        return [segment if segment is not None else next(fresh) for segment in ids]
 
-    def _centroids(self) -> np.ndarray:
-        return np.array(
-            [[self._clusterer.centers[i].get(name, 0.0) for name in self.features] for i in sorted(self._clusterer.centers)]
-        )
+    def _fresh_ids(self, count: int, *, extend: bool = True) -> list[str]:
+        """New ids (never used before); with ``extend``, as many as make ``self._ids`` ``count`` long."""
+        needed = count - len(self._ids) if extend else count
+        fresh = [f"c{n}" for n in range(self._next_id, self._next_id + max(needed, 0))]
+        self._next_id += len(fresh)
+        if extend:
+            self._ids.extend(fresh)
+        return fresh
 
     def _refresh(self) -> list[ModelSnapshot | DriftEvent]:
         detected_ts, detected_at, baseline, drifted = self._detected
-        old_mean, old_std = self._moments(self._scaler)
-        old_raw = self._centroids() * old_std + old_mean
         self._detected = None
-        if not self._refit(np.array(self._recent)[-self.config.refresh_window :]):
+        recent = list(self._users.values())[-self.config.refresh_window :]
+        if not self._refit(np.array(recent)):
             return []  # keep the current model; ADWIN keeps watching it
-        new_mean, new_std = self._moments(self._scaler)
-        old_in_new = (old_raw - new_mean) / new_std
-        new = self._centroids()
-        cost = np.linalg.norm(new[:, None, :] - old_in_new[None, :, :], axis=2)
-        rows, cols = linear_sum_assignment(cost)
-        old_ids = list(self._ids)
-        matched = dict(zip(rows.tolist(), cols.tolist(), strict=True))
-        fresh = (f"c{n}" for n in range(len(old_ids) + 1, len(old_ids) + len(new) + 1))
-        self._ids = [old_ids[matched[i]] if i in matched else next(fresh) for i in range(len(new))]
         previous = self._version
         snapshot = self._publish(self._last_ts)
         return [DriftEvent(detected_ts, detected_at, previous, snapshot.version, baseline, drifted), snapshot]
@@ -237,55 +291,37 @@ class Learner:
     def _publish(self, ts: float) -> ModelSnapshot:
         self._version += 1
         self._since_publish = 0
-        mean, std = self._moments(self._scaler)
-        centroids = self._centroids()
-        self._name_new_centers(len(centroids))
+        if self._clusterer is None:  # RFM cut points only
+            self.snapshot = ModelSnapshot(self._version, (), (), (), (), (), (), (), self._samples, ts,
+                                          rfm_edges=self.rfm.edges())  # fmt: skip
+            return self.snapshot
+        s = self._scaling
+        centroids = _centroids(self._clusterer, s.features)
+        self._fresh_ids(len(centroids))  # an online clusterer (not KMeans) may have grown clusters
         self.snapshot = ModelSnapshot(
             version=self._version,
-            features=self.features,
-            log_features=self.log_features,
-            mean=tuple(mean.tolist()),
-            std=tuple(std.tolist()),
+            features=s.features,
+            log_features=s.log_features,
+            mean=tuple(s.centre.tolist()),
+            std=tuple(s.scale.tolist()),
             centroids=tuple(tuple(row) for row in centroids.tolist()),
             segment_ids=tuple(self._ids[: len(centroids)]),
-            names=tuple(name_centroids(self.features, centroids.tolist())),
+            names=tuple(name_centroids(s.features, centroids.tolist())),
             samples=self._samples,
             ts=ts,
             rfm_edges=self.rfm.edges(),
+            selection=dict(self._selection) if self._selection is not None else None,
         )
         return self.snapshot
+
+
+def _centroids(clusterer: Any, features: Sequence[str]) -> np.ndarray:
+    centers = clusterer.centers
+    rows = [[centers[i].get(name, 0.0) for name in features] for i in sorted(centers)]
+    return np.array(rows, dtype=np.float64).reshape(len(rows), len(features))
 
 
 def _center_dict(features: Sequence[str], center: np.ndarray) -> defaultdict[str, float]:
     out: defaultdict[str, float] = defaultdict(float)
     out.update(zip(features, center.tolist(), strict=True))
     return out
-
-
-def _best_kmeans(z: np.ndarray, config: LearnerConfig, rng: np.random.Generator) -> np.ndarray:
-    """The lowest-inertia centroids of ``config.restarts`` k-means++ runs."""
-    best, best_inertia = None, np.inf
-    for _ in range(max(1, config.restarts)):
-        centers = _kmeans(z, config.n_clusters, rng, config.lloyd_iterations)
-        inertia = ((z[:, None, :] - centers[None, :, :]) ** 2).sum(axis=2).min(axis=1).sum()
-        if inertia < best_inertia:
-            best, best_inertia = centers, inertia
-    return best
-
-
-def _kmeans(z: np.ndarray, k: int, rng: np.random.Generator, iterations: int) -> np.ndarray:
-    """k-means++ seeding followed by Lloyd iterations; deterministic for a given rng."""
-    centers = [z[rng.integers(len(z))]]
-    for _ in range(1, k):
-        d2 = np.min(((z[:, None, :] - np.array(centers)[None, :, :]) ** 2).sum(axis=2), axis=1)
-        total = d2.sum()
-        probs = d2 / total if total > 0 else np.full(len(z), 1.0 / len(z))
-        centers.append(z[rng.choice(len(z), p=probs)])
-    c = np.array(centers)
-    for _ in range(iterations):
-        labels = ((z[:, None, :] - c[None, :, :]) ** 2).sum(axis=2).argmin(axis=1)
-        for j in range(k):
-            members = z[labels == j]
-            if len(members):
-                c[j] = members.mean(axis=0)
-    return c

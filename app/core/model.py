@@ -44,6 +44,9 @@ _DESCRIPTORS: dict[str, tuple[str, str]] = {
     "recency_days": ("lapsed", "recent buyer"),
 }
 _NAME_THRESHOLD_Z = 0.5
+# Scaled values are clipped to +-Z_CLIP: one extreme user must not own a segment's
+# distance alone. Every reader of a snapshot scales through standardize(), so all agree.
+Z_CLIP = 5.0
 _NAME_WORDS = 3
 
 
@@ -62,6 +65,14 @@ class ModelSnapshot:
     samples: int
     ts: float  # event time of the last sample it learned from
     rfm_edges: dict[str, tuple[float, ...]] | None = None  # app/core/rfm.py; None until enough buyers
+    # How k, the scaling and the features were chosen (app/core/selection.py); None in
+    # RFM-only snapshots and in snapshots published before selection existed.
+    selection: dict[str, Any] | None = None
+
+    @property
+    def clustered(self) -> bool:
+        """False for an RFM-only snapshot: cut points, but no cluster model yet."""
+        return bool(self.centroids)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -80,6 +91,7 @@ class ModelSnapshot:
             samples=int(doc["samples"]),
             ts=float(doc["ts"]),
             rfm_edges=None if doc.get("rfm_edges") is None else {k: tuple(v) for k, v in doc["rfm_edges"].items()},
+            selection=doc.get("selection"),
         )
 
     def name_of(self, segment: str) -> str:
@@ -104,12 +116,17 @@ def log_columns(x: np.ndarray, mask: np.ndarray) -> np.ndarray:
 
 
 def standardize(x: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
-    """Z-scores; unobserved (NaN) and non-finite values become 0, the population mean.
+    """Scaled values ``(x - centre) / scale``, clipped to +-``Z_CLIP``.
 
-    >>> standardize(np.array([4.0, np.nan]), np.array([2.0, 1.0]), np.array([2.0, 1.0])).tolist()
-    [1.0, 0.0]
+    Unobserved (NaN) and non-finite values become 0, the population centre.
+    ``mean``/``std`` are a snapshot's centre and scale: the median and a robust
+    spread since app/core/scaling.py, plain moments in older snapshots.
+
+    >>> standardize(np.array([4.0, np.nan, 99.0]), np.array([2.0, 1.0, 0.0]), np.array([2.0, 1.0, 1.0])).tolist()
+    [1.0, 0.0, 5.0]
     """
-    return np.nan_to_num((x - mean) / std, nan=0.0, posinf=0.0, neginf=0.0)
+    z = np.nan_to_num((x - mean) / std, nan=0.0, posinf=0.0, neginf=0.0)
+    return np.clip(z, -Z_CLIP, Z_CLIP, out=z)
 
 
 def name_centroids(features: Sequence[str], centroids: Sequence[Sequence[float]]) -> list[str]:

@@ -50,6 +50,10 @@ class RfmQuintiles:
                 quantile.update(value)
         self._samples += 1
 
+    @property
+    def samples(self) -> int:
+        return self._samples
+
     def edges(self) -> Edges | None:
         """The cut points of each measure, ascending; None until ``min_samples`` buyers."""
         if self._samples < self.min_samples:

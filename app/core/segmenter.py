@@ -27,19 +27,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from app.core.features import FeatureConfig, UserFeatures, catalogue
+from app.core.features import MODEL_FEATURES, FeatureConfig, UserFeatures, catalogue
 from app.core.model import NEW_SEGMENT, ModelSnapshot, log_columns, standardize
 
-DEFAULT_FEATURES = (
-    "avg_order_value",
-    "conversion",
-    "abandoned_per_session",
-    "views_per_session",
-    "search_share",
-    "mobile_share",
-    "mean_scroll_depth",
-    "mean_dwell_s",
-)  # the catalogue's candidates (MODEL_FEATURES) replace these once the learner selects its features
+# The candidates: the catalogue's model inputs. The learner drops, per fit, those the data
+# leaves missing or constant, and log-transforms the skewed ones on top of these.
+DEFAULT_FEATURES = MODEL_FEATURES
 DEFAULT_LOG_FEATURES = ("avg_order_value", "views_per_session", "mean_dwell_s")
 
 
@@ -49,8 +42,11 @@ class SegmenterConfig:
 
     features: tuple[str, ...] = DEFAULT_FEATURES
     log_features: tuple[str, ...] = DEFAULT_LOG_FEATURES
-    min_events: int = 10  # evidence before a user leaves segment "new"
+    # Evidence before a user leaves segment "new": min_events over min_sessions, or
+    # min_purchases purchases (0: purchases are no shortcut). See Engine._has_evidence.
+    min_events: int = 5
     min_sessions: int = 2
+    min_purchases: int = 1
     hysteresis: float = 0.2  # a move needs the new centroid this much closer
     min_dwell_s: float = 3_600.0  # event time in a segment before the next move
     sample_rate: float = 0.1  # share of user updates the learner sees
@@ -88,7 +84,7 @@ def vector_reader(features: Sequence[str], cfg: FeatureConfig | None = None) -> 
     The values are the feature catalogue's (:mod:`app.core.features.catalogue`), as of
     the user's latest event.
 
-    >>> from app.core.features import FeatureConfig, UserFeatures, catalogue
+    >>> from app.core.features import MODEL_FEATURES, FeatureConfig, UserFeatures, catalogue
     >>> vector_reader(("conversion", "mobile_share"))(UserFeatures())
     [0.0, nan]
     """
@@ -116,11 +112,16 @@ class Segmenter:
             raise ValueError(f"model v{snapshot.version} reads features this worker does not compute: {missing}")
         self.snapshot = snapshot
         self._columns = [self.config.features.index(name) for name in snapshot.features]
-        self._log_mask = np.array([name in snapshot.log_features for name in snapshot.features])
+        self._log_mask = np.array([name in snapshot.log_features for name in snapshot.features], dtype=bool)
         self._mean = np.asarray(snapshot.mean, dtype=np.float64)
         self._std = np.asarray(snapshot.std, dtype=np.float64)
         self._centroids = np.asarray(snapshot.centroids, dtype=np.float64)
         self._index = {segment: i for i, segment in enumerate(snapshot.segment_ids)}
+
+    @property
+    def clustered(self) -> bool:
+        """False until a snapshot with centroids is in use (an RFM-only one has none)."""
+        return self.snapshot is not None and self.snapshot.clustered
 
     def scale(self, rows: Sequence[Sequence[float]]) -> np.ndarray:
         """Rows in config feature order -> z-scores in model feature order, NaN -> 0."""

@@ -403,7 +403,8 @@
     const columns = profileColumns(container.clientWidth, cards.length);
     container.style.gridTemplateColumns = `repeat(${columns}, minmax(0, 1fr))`;
     container.replaceChildren(...cards.map((c) => c.card));
-    cards.forEach(({ chart, segment }) => drawProfile(chart, segment.centroid || {}, zMax));
+    const meanings = (data.model && data.model.meanings) || {};
+    cards.forEach(({ chart, segment }) => drawProfile(chart, segment.centroid || {}, zMax, meanings));
   }
 
   function profileCard(segment, color, total) {
@@ -438,7 +439,19 @@
 
   const BAR_ROW = 21;
 
-  function drawProfile(container, centroid, zMax) {
+  /** "12,000 samples · k 5 chosen (silhouette 0.32)": how many segments the data gave, and how clear they are. */
+  function modelNote(model) {
+    const parts = [`${integer.format(model.samples)} samples`];
+    const selection = model.selection;
+    if (selection && isNumber(selection.k)) {
+      const how = selection.method === "auto" ? "chosen" : selection.method;
+      const score = isNumber(selection.silhouette) ? ` (silhouette ${selection.silhouette.toFixed(2)})` : "";
+      parts.push(`k ${selection.k} ${how}${score}`);
+    }
+    return parts.join(" · ");
+  }
+
+  function drawProfile(container, centroid, zMax, meanings = {}) {
     const features = Object.entries(centroid).filter(([, z]) => isNumber(z));
     setPoints(container, features.length);
     if (!features.length) {
@@ -470,7 +483,8 @@
       svg.append(svgEl("text", { class: "label", x: 0, y: y + 14 }, clip(humanize(name), labelWidth)));
       svg.append(svgEl("rect", { class: z >= 0 ? "bar-above" : "bar-below", x: Math.min(zero, end), y: y + 4,
                                  width: Math.max(1, Math.abs(end - zero)), height: BAR_ROW - 8, rx: 2 },
-                       svgEl("title", {}, `${humanize(name)}: ${formatZ(z)} standard deviations from the population`)));
+                       svgEl("title", {}, `${humanize(name)}: ${formatZ(z)} standard deviations from the population`
+                                          + (meanings[name] ? ` (${meanings[name]})` : ""))));
       const outside = z >= 0 ? { x: end + 5, "text-anchor": "start" } : { x: end - 5, "text-anchor": "end" };
       svg.append(svgEl("text", { ...outside, y: y + 14 }, formatZ(z)));
     });
@@ -625,7 +639,7 @@
     byId("kpi-rate").textContent = formatCount(rate);
     byId("kpi-lag").textContent = latestLag ? formatSeconds(latestLag.lag_p95_s) : "–";
     byId("kpi-model").textContent = data.model ? `v${data.model.version}` : "warming up";
-    byId("kpi-model-note").textContent = data.model ? `${integer.format(data.model.samples)} samples` : "";
+    byId("kpi-model-note").textContent = data.model ? modelNote(data.model) : "";
     byId("kpi-drifts").textContent = integer.format(data.drifts.length);
     const last = data.drifts[data.drifts.length - 1];
     byId("kpi-drifts-note").textContent = last ? "last " + formatEventTime(last.ts) : "";

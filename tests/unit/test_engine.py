@@ -168,3 +168,26 @@ def test_redelivered_messages_are_skipped_whole():
     assert states["u1"].features.events == 40 and states["u1"].applied == (0, 119)
     newer = engine.process([ClickEvent("u1", "search", 1_767_225_700.0)], states.get, positions=[(0, 120)])
     assert newer.outcomes == {"ok": 1}
+
+
+def test_members_of_a_retired_segment_move_at_once(messages, trained_model):
+    """A model that drops a segment moves its members now, without waiting for their next event."""
+    pipeline = EmbeddedPipeline(EngineConfig(), model=trained_model, learn=False)
+    pipeline.feed(messages, now=2e9)
+    gone = trained_model.segment_ids[0]
+    members = {user for user, state in pipeline.states.items() if state.membership.segment == gone}
+    assert members, "the retired segment had no members to move"
+    keep = [i for i, segment in enumerate(trained_model.segment_ids) if segment != gone]
+    smaller = replace(
+        trained_model, version=trained_model.version + 1,
+        centroids=tuple(trained_model.centroids[i] for i in keep),
+        segment_ids=tuple(trained_model.segment_ids[i] for i in keep),
+        names=tuple(trained_model.names[i] for i in keep),
+    )  # fmt: skip
+    pipeline.engine.use_model(smaller)
+    result = pipeline.engine.retire(pipeline.states.items(), emitted_at=2e9)
+    assert {change["user_id"] for change in result.changes} == members
+    assert {(c["change"], c["reason"], c["previous"]) for c in result.changes} == {("moved", "segment_retired", gone)}
+    assert all(c["segment"] in smaller.segment_ids for c in result.changes)
+    assert all(state.membership.segment != gone for state in pipeline.states.values())
+    assert not pipeline.engine.retire(pipeline.states.items()).changes  # nothing left to move

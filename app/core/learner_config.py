@@ -1,0 +1,84 @@
+"""The learner's configuration and the drift event it reports.
+
+>>> LearnerConfig(n_clusters="auto").k_max
+12
+>>> LearnerConfig(n_clusters="three")
+Traceback (most recent call last):
+...
+ValueError: n_clusters must be "auto" or a number, got 'three'
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from river import cluster
+
+from app.core.events import format_ts
+
+AUTO = "auto"
+
+
+@dataclass(frozen=True)
+class LearnerConfig:
+    """The River clusterer, how k is chosen, and the learning and drift policy."""
+
+    algorithm: str = "KMeans"  # any river.cluster class exposing `centers`
+    # "auto": chosen from the data in [k_min, k_max]. Not the default yet: on every data set
+    # measured so far (bench quality, the simulator) it scores below a fixed k (README).
+    n_clusters: int | str = 5
+    k_min: int = 2
+    k_max: int = 12
+    params: dict[str, Any] = field(default_factory=lambda: {"halflife": 0.01, "sigma": 1.0})
+    seed: int = 42
+    min_users: int = 50  # distinct users with a sample before the first fit
+    warmup: int = 1_000  # refit as the users double, up to this many
+    publish_every: int = 1_000
+    refresh_window: int = 1_000
+    # After the warm-up, refit on the latest users every this many samples (0: only on drift):
+    # users gain evidence after the warm-up fit, and a refit lets k and centroids follow it.
+    refit_every: int = 5_000
+    drift_delta: float = 0.002
+    drift_cooldown: int = 1_000
+    lloyd_iterations: int = 25
+    restarts: int = 10  # k-means++ seedings per k, in two seed groups (the stability check)
+    drift_tolerance: float = 0.1  # refresh only if the fit got this much worse
+    match_distance: float = 2.0  # farthest old centroid (scaled units) a new one may inherit an id from
+    max_missing: float = 0.5  # drop a feature missing for more of the users (app/core/scaling.py)
+    max_constant: float = 0.95  # drop a feature with one value for more of the users
+
+    def __post_init__(self) -> None:
+        if not hasattr(cluster, self.algorithm):
+            raise ValueError(f"river.cluster has no {self.algorithm!r}")
+        if self.n_clusters != AUTO and (isinstance(self.n_clusters, bool) or not isinstance(self.n_clusters, int)):
+            raise ValueError(f'n_clusters must be "auto" or a number, got {self.n_clusters!r}')
+        if min(self.warmup, self.refresh_window, self.publish_every, self.min_users) < 1:
+            raise ValueError("warmup, refresh_window, publish_every and min_users must be at least 1")
+        if self.n_clusters != AUTO and self.n_clusters < 1:
+            raise ValueError("n_clusters must be at least 1")
+        if not 1 <= self.k_min <= self.k_max:
+            raise ValueError("k_min and k_max must satisfy 1 <= k_min <= k_max")
+
+
+@dataclass(frozen=True)
+class DriftEvent:
+    """ADWIN saw the model fit get worse; the learner refreshed the model."""
+
+    ts: float  # event time of the sample at which ADWIN detected the drift
+    samples: int  # samples learned when it was detected
+    previous_version: int
+    version: int
+    baseline_distance: float  # best mean distance to the nearest centroid before the drift
+    drifted_distance: float  # ADWIN's mean of the recent window when it fired
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "ts": format_ts(self.ts),
+            "samples": self.samples,
+            "previous_version": self.previous_version,
+            "version": self.version,
+            "signal": "distance_to_centroid",
+            "baseline_distance": round(self.baseline_distance, 4),
+            "drifted_distance": round(self.drifted_distance, 4),
+        }
