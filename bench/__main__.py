@@ -1,6 +1,6 @@
 """``python -m bench <name> [options]``: run one benchmark, print its table, optionally write JSON.
 
-Benchmarks: kafka, replay, flapping, quality, rules, api, sensor (``python -m bench <name> --help``).
+Benchmarks: kafka, replay, flapping, quality, rules, api, sensor, fold (``python -m bench <name> --help``).
 Run one at a time: they are meant to have the machine to themselves.
 """
 
@@ -14,7 +14,7 @@ from datetime import datetime, timezone
 
 from bench.common import command_line, machine, render, source_state, write_json
 
-BENCHMARKS = ("kafka", "replay", "flapping", "quality", "rules", "api", "sensor")
+BENCHMARKS = ("kafka", "replay", "flapping", "quality", "rules", "api", "sensor", "fold")
 
 
 def build_parser() -> argparse.ArgumentParser:
