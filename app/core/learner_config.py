@@ -25,8 +25,8 @@ class LearnerConfig:
     """The River clusterer, how k is chosen, and the learning and drift policy."""
 
     algorithm: str = "KMeans"  # any river.cluster class exposing `centers`
-    # "auto": chosen from the data in [k_min, k_max]. Not the default yet: on every data set
-    # measured so far (bench quality, the simulator) it scores below a fixed k (README).
+    # "auto": chosen from the data in [k_min, k_max]. Not the default yet: it misses every
+    # planted k of bench quality and merges two of the simulator's personas (README).
     n_clusters: int | str = 5
     k_min: int = 2
     k_max: int = 12
