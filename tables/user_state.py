@@ -11,7 +11,7 @@ and Faust flushes the producer before every offset commit.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterator
 
 import orjson
 
@@ -58,6 +58,17 @@ class UserStateCache:
         inner = getattr(store, "data", None)
         return inner if isinstance(inner, dict) else store
 
+    def _owned_records(self, partitions: Collection[int]) -> Iterator[tuple[bytes, list]]:
+        """(key, parsed record) of every stored state on ``partitions``, each record parsed once.
+
+        The store also holds standby copies of other workers' partitions; they are skipped.
+        """
+        for key, raw in self._local().items():
+            record = orjson.loads(raw)
+            applied = record[3]  # [partition, offset] of the last message applied: the state's partition
+            if applied is not None and applied[0] in partitions:
+                yield key, record
+
     def reindex(self, deadlines, triggers, partitions: Collection[int], on_record: Callable[[list], None]) -> int:
         """Index the pending deadlines of the users on ``partitions``, and pass their records to ``on_record``.
 
@@ -68,11 +79,7 @@ class UserStateCache:
         entry are decoded whole. Returns how many users got a deadline.
         """
         scheduled = 0
-        for key, raw in self._local().items():
-            record = orjson.loads(raw)
-            applied = record[3]  # [partition, offset] of the last message applied: the state's partition
-            if applied is None or applied[0] not in partitions:
-                continue
+        for key, record in self._owned_records(partitions):
             on_record(record)
             signals = record[4] if len(record) > 4 else None
             if not signals or not (signals[2] or signals[3]):  # no open cart, nothing due
@@ -91,10 +98,8 @@ class UserStateCache:
         A scan of the store (one parse a record); only the members are decoded whole.
         """
         members = []
-        for key, raw in self._local().items():
-            record = orjson.loads(raw)
-            applied = record[3]  # as in reindex: the state's partition
-            if applied is None or applied[0] not in partitions or record[2][0] not in segments:
+        for key, record in self._owned_records(partitions):
+            if record[2][0] not in segments:  # the cluster segment of the membership
                 continue
             user_id = key.decode()
             members.append((user_id, self._states.get(user_id) or UserState.from_record(record)))
