@@ -20,6 +20,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from functools import lru_cache
 from operator import itemgetter
 from pathlib import Path
 from typing import Any
@@ -155,7 +156,12 @@ def _round(value: float | None) -> float | None:
     return None if value is None else round(value, 3)
 
 
+@lru_cache(maxsize=1)
+def _known():
+    return catalogue(FeatureConfig())  # built once, not per poll: a catalogue compiles its readers
+
+
 def _meanings(features) -> dict[str, str]:
     """What each model feature means, from the feature catalogue (the page's tooltips)."""
-    known = catalogue(FeatureConfig())
+    known = _known()
     return {name: known[name].meaning for name in features if name in known}
