@@ -169,6 +169,7 @@ class Engine:
         model = self.model
         edges = model.rfm_edges if model is not None else None
         clustered = model is not None and model.clustered  # an RFM-only snapshot has no clusters
+        warmed = clustered and model.samples >= self.config.learner.warmup
         rulebook = None if self.rulebook.empty else self.rulebook
         signal_types, cancellers = self._signal_types, self._cancellers
         read_vector = self._vector
@@ -228,10 +229,12 @@ class Engine:
                 result.samples.append(Sample(None, cause.ts, _rfm_measures(user)))
             if not eligible and member.segment == NEW_SEGMENT:
                 continue
-            # The decision at which a user first has evidence is always sampled, so every
-            # user with evidence reaches the learner (a small site gets a model); later
-            # ones by hash. Both depend on the input alone: replay and Kafka sample alike.
-            sampled = eligible and (not had_evidence.pop(user_id, True) or self._sampled(f"{user_id}:{user.events}"))
+            # Until the model has warmed up, the decision at which a user first has evidence
+            # is always sampled, so every user with evidence reaches the learner (a small
+            # site gets a model); other decisions, and all once it has, by hash: the hash
+            # alone samples a big site's users plenty, at a tenth of the learner's cost.
+            first = not had_evidence.pop(user_id, True)
+            sampled = eligible and ((first and not warmed) or self._sampled(f"{user_id}:{user.events}"))
             if not clustered or segmenter.settled(member, cause.ts):
                 if sampled:
                     result.samples.append(Sample(read_vector(user), cause.ts, user=user_id))

@@ -63,7 +63,7 @@ from app.core.model import ModelSnapshot, name_centroids
 from app.core.rfm import RfmQuintiles
 from app.core.scaling import Scaling, fit_scaling
 from app.core.learner_config import AUTO, DriftEvent, LearnerConfig
-from app.core.selection import fixed_k, select_k
+from app.core.selection import continue_fit, fixed_k, select_k
 
 __all__ = ["AUTO", "DriftEvent", "Learner", "LearnerConfig"]
 
@@ -201,6 +201,10 @@ class Learner:
             return False
         z = scaling.transform(data)
         centers, selection = self._cluster(z)
+        if self._clusterer is not None and cfg.algorithm == "KMeans":
+            centers, continued = continue_fit(z, centers, self._previous_centroids(scaling),
+                                              tolerance=cfg.refit_continuity, iterations=cfg.lloyd_iterations)  # fmt: skip
+            selection = {**selection, "continued": continued}
         clusterer = self._river(centers, scaling.features, z)
         centroids = _centroids(clusterer, scaling.features)
         if not len(centroids):
@@ -251,18 +255,23 @@ class Learner:
         raw[:, logged] = np.expm1(raw[:, logged])
         return {name: raw[:, j] for j, name in enumerate(s.features)}
 
+    def _previous_centroids(self, scaling: Scaling, previous: dict[str, np.ndarray] | None = None) -> np.ndarray:
+        """The current centroids in ``scaling`` (a feature they lack sits at its centre, 0)."""
+        previous = self._raw_centroids() if previous is None else previous
+        old = np.full((len(next(iter(previous.values()))), len(self.features)), np.nan)
+        for name, values in previous.items():
+            old[:, self.features.index(name)] = values
+        return scaling.transform(old)
+
     def _match(self, previous: dict[str, np.ndarray] | None, new: np.ndarray, scaling: Scaling) -> list[str]:
         """Ids for the new centroids: a matched old id, or a fresh one (never a reused one)."""
         ids: list[str | None] = [None] * len(new)
         shared = [j for j, name in enumerate(scaling.features) if previous and name in previous]
         if shared:
             # The old centroids in the new scaling, compared on the features both fits use.
-            count = len(next(iter(previous.values())))
-            self._fresh_ids(count)
-            old = np.full((count, len(self.features)), np.nan)
-            for name, values in previous.items():
-                old[:, self.features.index(name)] = values
-            cost = np.linalg.norm(new[:, None, shared] - scaling.transform(old)[None, :, shared], axis=2)
+            old = self._previous_centroids(scaling, previous)
+            self._fresh_ids(len(old))
+            cost = np.linalg.norm(new[:, None, shared] - old[None, :, shared], axis=2)
             for i, j in zip(*linear_sum_assignment(cost), strict=True):
                 if cost[i, j] <= self.config.match_distance:
                     ids[i] = self._ids[j]

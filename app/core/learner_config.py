@@ -44,6 +44,10 @@ class LearnerConfig:
     lloyd_iterations: int = 25
     restarts: int = 10  # k-means++ seedings per k, in two seed groups (the stability check)
     drift_tolerance: float = 0.1  # refresh only if the fit got this much worse
+    # A refit keeps the previous centroids (refined by Lloyd steps on the new sample, same k)
+    # unless a fresh fit's inertia is lower by more than this share: another local optimum
+    # that is no better would re-cut the segments and move members for nothing.
+    refit_continuity: float = 0.05
     match_distance: float = 2.0  # farthest old centroid (scaled units) a new one may inherit an id from
     max_missing: float = 0.5  # drop a feature missing for more of the users (app/core/scaling.py)
     max_constant: float = 0.95  # drop a feature with one value for more of the users
@@ -57,6 +61,8 @@ class LearnerConfig:
             raise ValueError("warmup, refresh_window, publish_every and min_users must be at least 1")
         if self.n_clusters != AUTO and self.n_clusters < 1:
             raise ValueError("n_clusters must be at least 1")
+        if self.refit_continuity < 0:
+            raise ValueError("refit_continuity must be at least 0")
         if not 1 <= self.k_min <= self.k_max:
             raise ValueError("k_min and k_max must satisfy 1 <= k_min <= k_max")
 

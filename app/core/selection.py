@@ -124,6 +124,20 @@ def kmeans(z: np.ndarray, k: int, rng: np.random.Generator, iterations: int = 25
         options = np.minimum(d2[None, :], sq[None, :] - 2.0 * (z[draws] @ z.T) + sq[draws, None])
         best = int(options.sum(axis=1).argmin())
         centers[j], d2 = z[draws[best]], np.maximum(options[best], 0.0)
+    return lloyd(z, centers, iterations)
+
+
+def lloyd(z: np.ndarray, centers: np.ndarray, iterations: int = 25):
+    """Lloyd steps from ``centers`` until the labels settle: (centers, labels, inertia).
+
+    >>> z = np.array([[0.0], [0.2], [5.0], [5.2]])
+    >>> centers, labels, inertia = lloyd(z, np.array([[1.0], [4.0]]))
+    >>> centers.ravel().round(2).tolist(), labels.tolist(), round(inertia, 3)
+    ([0.1, 5.1], [0, 0, 1, 1], 0.04)
+    """
+    n, k = len(z), len(centers)
+    centers = np.array(centers, dtype=np.float64)
+    sq = np.einsum("nd,nd->n", z, z)
     labels = _nearest(z, sq, centers)
     for _ in range(iterations):
         onehot = np.zeros((n, k))
@@ -137,6 +151,29 @@ def kmeans(z: np.ndarray, k: int, rng: np.random.Generator, iterations: int = 25
         labels = new
     inertia = float(((z - centers[labels]) ** 2).sum())
     return centers, labels, inertia
+
+
+def continue_fit(z: np.ndarray, fresh: np.ndarray, previous: np.ndarray, *, tolerance: float, iterations: int = 25):
+    """``fresh`` centroids, or ``previous`` ones refined on ``z`` when they fit about as well.
+
+    A refit on a new sample may land in another local optimum of k-means that is no
+    better: the segments would be cut anew, and members would move, for nothing.
+    Lloyd steps from the previous centroids (same k) are kept unless the fresh fit's
+    inertia is lower by more than ``tolerance`` (a share). Returns (centers, continued).
+
+    >>> z = np.array([[0.0], [0.2], [5.0], [5.2]])
+    >>> centers, continued = continue_fit(z, np.array([[5.1], [0.1]]), np.array([[0.5], [4.5]]), tolerance=0.02)
+    >>> centers.ravel().round(2).tolist(), continued
+    ([0.1, 5.1], True)
+    """
+    if len(previous) != len(fresh) or not len(fresh):
+        return fresh, False
+    sq = np.einsum("nd,nd->n", z, z)
+    fresh_inertia = float(((z - fresh[_nearest(z, sq, fresh)]) ** 2).sum())
+    centers, _, inertia = lloyd(z, previous, iterations)
+    if inertia <= fresh_inertia * (1.0 + tolerance):
+        return centers, True
+    return fresh, False
 
 
 def adjusted_rand(a: np.ndarray, b: np.ndarray) -> float:

@@ -191,3 +191,35 @@ def test_members_of_a_retired_segment_move_at_once(messages, trained_model):
     assert all(c["segment"] in smaller.segment_ids for c in result.changes)
     assert all(state.membership.segment != gone for state in pipeline.states.values())
     assert not pipeline.engine.retire(pipeline.states.items()).changes  # nothing left to move
+
+
+def _evidence_decisions(users: int) -> list:
+    """Each user reaches evidence (5 events over 2 sessions) at their last event, one event per call."""
+    from app.core.events import ClickEvent
+
+    start = 1_767_225_600.0
+    return [[ClickEvent(f"n{u}", "product_view", start + u + gap) for gap in (0, 60, 120, 7_200, 7_260)]
+            for u in range(users)]  # fmt: skip
+
+
+@pytest.mark.parametrize("warmed_up", [False, True])
+def test_first_evidence_is_always_sampled_only_until_the_model_has_warmed_up(trained_model, warmed_up):
+    """Before warm-up every user with evidence must reach the learner (a small site gets a
+    model); after it, sampling a big site's newcomers by hash alone is enough."""
+    from app.core.engine import Engine
+
+    config = EngineConfig()
+    engine = Engine(config)
+    engine.use_model(replace(trained_model, samples=config.learner.warmup if warmed_up else 0))
+    states: dict = {}
+    sampled = set()
+    for user_events in _evidence_decisions(400):
+        for event in user_events:
+            result = engine.process([event], states.get)
+            states.update(result.touched)
+            sampled.update(s.user for s in result.samples if s.user is not None)
+    if warmed_up:
+        # Only hash-sampled decisions (sample_rate 0.1 of 5 decisions each, 1 of them with evidence).
+        assert 10 <= len(sampled) <= 100
+    else:
+        assert len(sampled) == 400

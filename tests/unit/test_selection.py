@@ -16,7 +16,7 @@ from app.core.model import ModelSnapshot
 from app.core.rfm import rfm_scores
 from app.core.scaling import fit_scaling
 from app.core.segmenter import Membership, Segmenter, SegmenterConfig
-from app.core.selection import select_k
+from app.core.selection import continue_fit, select_k
 
 
 def planted(centers: int, sizes: list[int], dims: int, seed: int) -> np.ndarray:
@@ -188,3 +188,28 @@ def test_a_small_site_gets_a_model():
     pipeline = EmbeddedPipeline(EngineConfig())
     pipeline.feed(messages, now=2e9)
     assert pipeline.engine.model is not None and pipeline.engine.model.clustered
+
+
+def test_refits_on_an_unchanged_population_keep_every_segment():
+    """k-means on a continuum has many equally good cuts; a refit must not re-cut it for nothing."""
+    rng = np.random.default_rng(5)
+    learner = Learner(LearnerConfig(n_clusters=4, min_users=200, warmup=400, refit_every=400, publish_every=10_000),
+                      features=("x", "y", "z"))  # fmt: skip
+    fits = [out for i in range(4_000) for out in learner.learn(rng.normal(0.0, 1.0, 3).tolist(), ts=float(i),
+                                                                user=f"u{i}")]  # fmt: skip
+    periodic = [fit for fit in fits if fit.samples > 400]
+    assert len(periodic) >= 8
+    assert {fit.segment_ids for fit in periodic} == {fits[-1].segment_ids}
+    assert all(fit.selection["continued"] for fit in periodic)
+
+
+def test_a_refit_recuts_the_segments_when_that_fits_much_better():
+    """Previous centroids stuck in a poor optimum (two in one group, one between two others) are replaced."""
+    rng = np.random.default_rng(6)
+    z = np.concatenate([rng.normal(c, 0.3, (200, 2)) for c in ((0, 0), (6, 0), (0, 6))])
+    fresh = np.array([[0.0, 0.0], [6.0, 0.0], [0.0, 6.0]])
+    stuck = np.array([[-0.2, 0.0], [0.2, 0.0], [3.0, 3.0]])
+    centers, continued = continue_fit(z, fresh, stuck, tolerance=0.05)
+    assert not continued and np.array_equal(centers, fresh)
+    near, continued = continue_fit(z, fresh, fresh + 0.4, tolerance=0.05)
+    assert continued and np.abs(near - fresh).max() < 0.1
