@@ -18,9 +18,9 @@ After the warm-up the model is refitted on the latest users every ``refit_every`
 samples, as they gain evidence.
 
 Drift: ADWIN watches each sample's distance to the model of the last warm-up or drift
-fit (:class:`~app.core.fit_monitor.FitMonitor`; periodic refits keep that reference, so
-they cannot hide a population that moved). When the fit got more than
-``drift_tolerance`` worse, the learner collects ``refresh_window`` fresh samples,
+fit, and each feature's mean (:class:`~app.core.fit_monitor.FitMonitor`; periodic refits
+keep that reference, so they cannot hide a population that moved). When the fit got
+more than ``drift_tolerance`` worse, or a feature's mean moved, the learner collects ``refresh_window`` fresh samples,
 refits on the latest users (k chosen again), bumps the version and reports a
 :class:`DriftEvent`. Detections within ``drift_cooldown`` samples of a fit are ignored.
 
@@ -101,7 +101,8 @@ class Learner:
         # by periodic ones, which follow users gaining evidence, not a population that moved.
         self._monitor: FitMonitor | None = None
         self._monitor_scaling: Scaling | None = None
-        self._detected: tuple[float, int, float, float] | None = None  # ts, samples, baseline, distance
+        # ts, samples, baseline and current distance, the signal, a feature's shift
+        self._detected: tuple[float, int, float, float, str, float | None] | None = None
         self._last_ts: float | None = None
         self._rfm_published = -1  # RFM samples at the last RFM-only snapshot
         self.rfm = RfmQuintiles()
@@ -143,7 +144,8 @@ class Learner:
         outputs: list[ModelSnapshot | DriftEvent] = []
         self._clusterer.learn_one(self._as_dict(self._scaling.transform(x)))
         if self._detected is None and self._monitor.observe(self._monitor_scaling.prepare(x)):
-            self._detected = (ts, self._samples, self._monitor.baseline, self._monitor.current)
+            monitor = self._monitor
+            self._detected = (ts, self._samples, monitor.baseline, monitor.current, monitor.signal, monitor.shift)
         # Refit once refresh_window samples, the detecting one included, came after the drift.
         if self._detected is not None and self._samples - self._detected[1] + 1 >= self.config.refresh_window:
             outputs.extend(self._refresh())
@@ -219,7 +221,8 @@ class Learner:
             self._detected = None
             self._monitor_scaling = scaling
             self._monitor = FitMonitor(scaling.centre, scaling.scale, centroids, cooldown=cfg.drift_cooldown,
-                                       tolerance=cfg.drift_tolerance, delta=cfg.drift_delta)  # fmt: skip
+                                       tolerance=cfg.drift_tolerance, delta=cfg.drift_delta,
+                                       features=scaling.features)  # fmt: skip
         return True
 
     def _cluster(self, z: np.ndarray) -> tuple[np.ndarray, dict[str, Any]]:
@@ -288,14 +291,15 @@ class Learner:
         return fresh
 
     def _refresh(self) -> list[ModelSnapshot | DriftEvent]:
-        detected_ts, detected_at, baseline, drifted = self._detected
+        detected_ts, detected_at, baseline, drifted, signal, shift = self._detected
         self._detected = None
         recent = list(self._users.values())[-self.config.refresh_window :]
         if not self._refit(np.array(recent)):
             return []  # keep the current model; ADWIN keeps watching it
         previous = self._version
         snapshot = self._publish(self._last_ts)
-        return [DriftEvent(detected_ts, detected_at, previous, snapshot.version, baseline, drifted), snapshot]
+        drift = DriftEvent(detected_ts, detected_at, previous, snapshot.version, baseline, drifted, signal, shift)
+        return [drift, snapshot]
 
     def _publish(self, ts: float) -> ModelSnapshot:
         self._version += 1

@@ -75,8 +75,10 @@ class DriftEvent:
     samples: int  # samples learned when it was detected
     previous_version: int
     version: int
-    baseline_distance: float  # best mean distance to the nearest centroid before the drift
-    drifted_distance: float  # ADWIN's mean of the recent window when it fired
+    baseline_distance: float  # mean distance to the nearest reference centroid after the fit
+    drifted_distance: float  # ADWIN's mean of that distance over its window when drift was seen
+    signal: str = "distance_to_centroid"  # or "feature_mean:<feature>" (app/core/fit_monitor.py)
+    shift: float | None = None  # for a feature signal: how far its mean moved, in reference spreads
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -84,7 +86,8 @@ class DriftEvent:
             "samples": self.samples,
             "previous_version": self.previous_version,
             "version": self.version,
-            "signal": "distance_to_centroid",
+            "signal": self.signal,
             "baseline_distance": round(self.baseline_distance, 4),
             "drifted_distance": round(self.drifted_distance, 4),
+            **({"shift": round(self.shift, 4)} if self.shift is not None else {}),
         }

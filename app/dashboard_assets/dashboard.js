@@ -521,6 +521,12 @@
   }
 
   function driftDetail(d) {
+    if (isNumber(d.shift)) {  // a feature's mean moved: say which, and how far, in reference spreads
+      const feature = humanize(String(d.signal || "").replace(/^feature_mean:/, ""));
+      const parts = [`mean ${feature} moved ${d.shift >= 0 ? "+" : ""}${fixed(d.shift)} spreads`];
+      if (isNumber(d.samples)) parts.push(`after ${integer.format(d.samples)} samples`);
+      return parts.join(" · ");
+    }
     const parts = [`${humanize(d.signal || "signal")} ${fixed(d.baseline_distance)} → ${fixed(d.drifted_distance)}`];
     if (isNumber(d.baseline_distance) && isNumber(d.drifted_distance) && d.baseline_distance > 0) {
       const change = Math.round((100 * (d.drifted_distance - d.baseline_distance)) / d.baseline_distance);

@@ -169,3 +169,21 @@ def test_other_river_clusterers_never_crash_the_learner(algorithm):
 def test_unknown_algorithm_is_refused():
     with pytest.raises(ValueError, match="river.cluster has no 'Kmeans'"):
         LearnerConfig(algorithm="Kmeans")
+
+
+def test_a_fit_that_got_better_then_one_far_sample_is_no_drift():
+    """ADWIN also detects decreases, and River empties its window at the next update:
+    the direction must be judged at the detection, not on the one sample after it."""
+    from app.core.fit_monitor import FitMonitor
+
+    rng = np.random.default_rng(0)
+    monitor = FitMonitor(mean=np.zeros(1), std=np.ones(1), centroids=np.array([[0.0]]), cooldown=100)
+    assert not any(monitor.observe(np.array([rng.normal(0, 1.0)])) for _ in range(1_000))
+    for _ in range(2_000):  # users gain evidence: samples come closer to their centroid
+        assert not monitor.observe(np.array([rng.normal(0, 0.3)]))
+        if monitor.change_detected:
+            break
+    assert monitor.change_detected, "ADWIN should see the distances fall"
+    assert not monitor.observe(np.array([9.0]))  # one far sample right after the reset
+    # A real degradation is still reported.
+    assert any(monitor.observe(np.array([rng.normal(3.0, 1.0)])) for _ in range(2_000))
