@@ -70,11 +70,12 @@ def run(args: argparse.Namespace) -> int:
         for drift in result.drifts:
             d = drift.to_dict()
             feed.observe_drift(d)
-            print(
-                f"\n⚠ drift at {d['ts']}: distance to centroid {d['baseline_distance']} -> "
-                f"{d['drifted_distance']}; model v{d['previous_version']} -> v{d['version']} (refit, ids kept)",
-                flush=True,
-            )
+            if "shift" in d:  # a feature's mean moved (app/core/fit_monitor.py)
+                seen = f"mean {d['signal'].removeprefix('feature_mean:')} moved {d['shift']:+} spreads"
+            else:
+                seen = f"distance to centroid {d['baseline_distance']} -> {d['drifted_distance']}"
+            print(f"\n⚠ drift at {d['ts']}: {seen}; model v{d['previous_version']} -> v{d['version']} "
+                  "(refit, ids kept)", flush=True)  # fmt: skip
         if time.perf_counter() - last_table >= args.every:
             last_table = time.perf_counter()
             print("\n" + segment_table(pipeline), flush=True)
