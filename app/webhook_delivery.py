@@ -35,6 +35,8 @@ class WebhookClient:
         self.timeout_s = timeout_s
         self.max_connections = max_connections
         self._session: aiohttp.ClientSession | None = None
+        self._in_flight = 0  # attempts started and not ended
+        self._idle = asyncio.Event()
 
     async def __aenter__(self) -> WebhookClient:
         self.open()
@@ -52,12 +54,33 @@ class WebhookClient:
             )
 
     async def close(self) -> None:
+        """Close the session once the attempts in flight have ended (each within the timeout).
+
+        A worker stopping closes it before Faust stops the agents: closing under an
+        attempt would cut it off, and an attempt that might have been delivered would
+        become a failure.
+        """
+        if self._in_flight:
+            self._idle.clear()
+            try:
+                await asyncio.wait_for(self._idle.wait(), timeout=self.timeout_s + 1.0)
+            except TimeoutError:
+                pass  # an attempt past its own timeout: close anyway
         if self._session is not None:
             await self._session.close()
             self._session = None
 
     async def attempt(self, subscriber: Subscriber, webhook_id: str, body: bytes) -> Attempt:
         """POST ``body`` once, signed with a fresh timestamp."""
+        self._in_flight += 1
+        try:
+            return await self._post(subscriber, webhook_id, body)
+        finally:
+            self._in_flight -= 1
+            if not self._in_flight:
+                self._idle.set()
+
+    async def _post(self, subscriber: Subscriber, webhook_id: str, body: bytes) -> Attempt:
         self.open()
         assert self._session is not None
         sent = headers(subscriber.secret, webhook_id, int(time.time()), body)

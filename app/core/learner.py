@@ -204,8 +204,9 @@ class Learner:
         z = scaling.transform(data)
         centers, selection = self._cluster(z)
         if self._clusterer is not None and cfg.algorithm == "KMeans":
-            centers, continued = continue_fit(z, centers, self._previous_centroids(scaling),
-                                              tolerance=cfg.refit_continuity, iterations=cfg.lloyd_iterations)  # fmt: skip
+            previous = self._previous_centroids(scaling)
+            centers, continued = continue_fit(z, centers, previous, tolerance=cfg.refit_continuity,
+                                              iterations=cfg.lloyd_iterations)  # fmt: skip
             selection = {**selection, "continued": continued}
         clusterer = self._river(centers, scaling.features, z)
         centroids = _centroids(clusterer, scaling.features)
