@@ -20,9 +20,14 @@ samples, as they gain evidence.
 Drift: ADWIN watches each sample's distance to the model of the last warm-up or drift
 fit, and each feature's mean (:class:`~app.core.fit_monitor.FitMonitor`; periodic refits
 keep that reference, so they cannot hide a population that moved). When the fit got
-more than ``drift_tolerance`` worse, or a feature's mean moved, the learner collects ``refresh_window`` fresh samples,
-refits on the latest users (k chosen again), bumps the version and reports a
-:class:`DriftEvent`. Detections within ``drift_cooldown`` samples of a fit are ignored.
+more than ``drift_tolerance`` worse, or a feature's mean moved, the learner collects
+``refresh_window`` fresh samples, refits on the latest users (k chosen again), bumps the
+version and reports a :class:`DriftEvent`. Detections within ``drift_cooldown`` samples
+of a fit are ignored.
+
+Refits keep the segments they can: with the same k, Lloyd steps from the previous
+centroids are kept unless a fresh fit is better by more than ``refit_continuity``
+(:func:`~app.core.selection.continue_fit`).
 
 Segment ids. After every refit, new centroids are matched to the old ones
 (Hungarian assignment on centroid distance, in the new scaling); a match farther
