@@ -18,7 +18,7 @@ import mode
 import orjson
 
 from app import metrics
-from app.cancel_safe import finish_before_cancel
+from app.cancel_safe import batches, finish_before_cancel
 from app.main import app, settings
 from app.topics import segment_changes, triggers, webhook_retries, webhooks_dlq
 from app.webhook_delivery import WebhookClient
@@ -47,7 +47,7 @@ dispatcher = Dispatcher(
 
 async def _deliver_published(stream) -> None:
     """First attempts for a batch of published events (segment changes or triggers)."""
-    async for batch in stream.take(settings.batch_size, within=settings.batch_within_s):
+    async for batch in batches(stream, settings.batch_size, settings.batch_within_s):
         # batch: raw JSON of events segstream itself published. It is acked when this body
         # is left, a stop included, so its attempts finish first (each within the timeout).
         await finish_before_cancel(dispatcher.deliver([orjson.loads(raw) for raw in batch]))
@@ -56,7 +56,7 @@ async def _deliver_published(stream) -> None:
 def _retry_agent(level: int):
     async def retry_deliveries(stream) -> None:
         """Retry ``level``: records arrive about in due order; wait for the latest of a batch, then send."""
-        async for batch in stream.take(RETRY_BATCH, within=1.0):
+        async for batch in batches(stream, RETRY_BATCH, 1.0):
             records = [orjson.loads(raw) for raw in batch]
             wait = max(record["not_before"] for record in records) - time.time()
             try:

@@ -8,6 +8,7 @@ import pickle
 import orjson
 
 from app import metrics
+from app.cancel_safe import batches
 from app.core.learner import DriftEvent, Learner
 from app.main import app, settings
 from app.model_feed import CURRENT, LEARNER, ModelFeed
@@ -43,7 +44,7 @@ def _restore_learner() -> Learner:
 async def learn_segments(stream):
     """Learn every sample; publish snapshots and checkpoints to segment-model, drift to segment-drift."""
     learner = None
-    async for batch in stream.take(settings.batch_size, within=settings.batch_within_s):
+    async for batch in batches(stream, settings.batch_size, settings.batch_within_s):
         if not settings.learn:
             continue
         if learner is None:

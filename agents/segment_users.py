@@ -16,7 +16,7 @@ from agents.engine import engine, segment_sizes
 from agents.learn_segments import model_feed
 from agents.profiles import profile_writer
 from app import metrics
-from app.cancel_safe import finish_before_cancel
+from app.cancel_safe import batches, finish_before_cancel
 from app.core.deadletter import dead_letter
 from app.core.events import ClickEvent, decode_message
 from app.core.features import OK
@@ -115,7 +115,7 @@ async def segment_users(stream):
     """Per batch: decode, fold into state, decide segments, write each touched user once."""
     _load_model_file()
     await _check_partitions()
-    async for batch in stream.take_events(settings.batch_size, within=settings.batch_within_s):
+    async for batch in batches(stream, settings.batch_size, settings.batch_within_s, events=True):
         # The batch is acked when this body is left, a stop included: finish it first.
         await finish_before_cancel(_segment_batch(batch))
 
