@@ -122,10 +122,6 @@ class FitMonitor:
         """Whether the fit's ADWIN saw a change, in either direction, at the last sample."""
         return self._fit.adwin.drift_detected
 
-    def distance(self, x: np.ndarray) -> float:
-        """Distance from a raw (log-transformed, unscaled) sample to the nearest reference centroid."""
-        return self._distance(standardize(x, self._mean, self._std))
-
     def observe(self, x: np.ndarray) -> bool:
         """Feed one sample; True once drift is seen (it stays True until a new monitor)."""
         if self.signal is not None:
