@@ -257,7 +257,7 @@ class Engine:
         emitted = format_ts(emitted_at)  # the same for every output of the batch
         if rows or rule_rows:
             # Score and evaluate the whole batch at once, then decide point by point, in order.
-            distances = self.segmenter.distances(rows) if rows else None  # rows x segments
+            distances = self.segmenter.scores(rows) if rows else None  # rows x segments
             truths = rulebook.evaluate(rule_rows) if rule_rows else None  # rule -> bool per point
             self._conclude(points, distances, truths, rule_rows, result, snapshots, emitted, signalled)
         for user_id in signalled:
@@ -299,7 +299,7 @@ class Engine:
                  if state.membership.segment not in known and state.membership.segment != NEW_SEGMENT]  # fmt: skip
         if not stale:
             return result
-        distances = segmenter.distances([self._vector(state.features) for _, state in stale])
+        distances = segmenter.scores([self._vector(state.features) for _, state in stale])
         emitted = format_ts(emitted_at)
         latest = self.watermark.max_ts
         for (user_id, state), row in zip(stale, distances, strict=True):

@@ -63,14 +63,28 @@ import numpy as np
 from river import cluster
 from scipy.optimize import linear_sum_assignment
 
+from app.core import mixture
 from app.core.fit_monitor import FitMonitor
+from app.core.learner_config import AUTO, MIXTURE, DriftEvent, LearnerConfig
 from app.core.model import ModelSnapshot, name_centroids
 from app.core.rfm import RfmQuintiles
+from app.core.river_mixture import MixtureKMeans
 from app.core.scaling import Scaling, fit_scaling
-from app.core.learner_config import AUTO, DriftEvent, LearnerConfig
-from app.core.selection import continue_fit, fixed_k, select_k
+from app.core.selection import (
+    SILHOUETTE_ROWS,
+    pairwise_distances,
+    adjusted_rand,
+    continue_fit,
+    davies_bouldin,
+    fixed_k,
+    k_range,
+    select_k,
+    silhouette,
+)
 
 __all__ = ["AUTO", "DriftEvent", "Learner", "LearnerConfig"]
+
+MATCH_OVERLAP = 0.5  # Jaccard index of members a new mixture segment needs to keep an old id
 
 class Learner:
     """Learns one global segment model from sampled feature vectors.
@@ -147,7 +161,8 @@ class Learner:
         if self._clusterer is None:
             return []
         outputs: list[ModelSnapshot | DriftEvent] = []
-        self._clusterer.learn_one(self._as_dict(self._scaling.transform(x)))
+        missing = np.nan if isinstance(self._clusterer, MixtureKMeans) else 0.0
+        self._clusterer.learn_one(self._as_dict(self._scaling.transform(x, missing=missing)))
         if self._detected is None and self._monitor.observe(self._monitor_scaling.prepare(x)):
             monitor = self._monitor
             self._detected = (ts, self._samples, monitor.baseline, monitor.current, monitor.signal, monitor.shift)
@@ -206,19 +221,25 @@ class Learner:
                               max_missing=cfg.max_missing, max_constant=cfg.max_constant)  # fmt: skip
         if not scaling.features:
             return False
-        z = scaling.transform(data)
-        centers, selection = self._cluster(z)
-        if self._clusterer is not None and cfg.algorithm == "KMeans":
-            previous = self._previous_centroids(scaling)
-            centers, continued = continue_fit(z, centers, previous, tolerance=cfg.refit_continuity,
-                                              iterations=cfg.lloyd_iterations)  # fmt: skip
-            selection = {**selection, "continued": continued}
-        clusterer = self._river(centers, scaling.features, z)
+        if cfg.algorithm == MIXTURE:
+            clusterer, selection = self._fit_mixture(data, scaling)
+        else:
+            z = scaling.transform(data)
+            centers, selection = self._cluster(z)
+            if self._clusterer is not None and cfg.algorithm == "KMeans":
+                previous = self._previous_centroids(scaling)
+                centers, continued = continue_fit(z, centers, previous, tolerance=cfg.refit_continuity,
+                                                  iterations=cfg.lloyd_iterations)  # fmt: skip
+                selection = {**selection, "continued": continued}
+            clusterer = self._river(centers, scaling.features, z)
         centroids = _centroids(clusterer, scaling.features)
         if not len(centroids):
             return False
-        previous = self._raw_centroids() if self._clusterer is not None else None
-        self._ids = self._match(previous, centroids, scaling)
+        if isinstance(clusterer, MixtureKMeans) and isinstance(self._clusterer, MixtureKMeans):
+            self._ids = self._match_members(data, clusterer, scaling)
+        else:
+            previous = self._raw_centroids() if self._clusterer is not None else None
+            self._ids = self._match(previous, centroids, scaling)
         self._scaling, self._clusterer = scaling, clusterer
         self._fitted_at = self._samples
         self._selection = {**selection, "k": len(centroids), "features": list(scaling.features),
@@ -239,6 +260,27 @@ class Learner:
             return select_k(z, k_min=cfg.k_min, k_max=cfg.k_max, rng=self._rng,
                             restarts=cfg.restarts, iterations=cfg.lloyd_iterations)  # fmt: skip
         return fixed_k(z, cfg.n_clusters, rng=self._rng, restarts=cfg.restarts, iterations=cfg.lloyd_iterations)
+
+    def _fit_mixture(self, data: np.ndarray, scaling: Scaling) -> tuple[MixtureKMeans, dict[str, Any]]:
+        """A mixture (app/core/mixture.py) on ``data``, k by BIC or fixed; continued from the last when as good."""
+        cfg = self.config
+        z = scaling.transform(data, missing=np.nan)
+        auto = cfg.n_clusters == AUTO
+        low, high = k_range(z, cfg.k_min, cfg.k_max) if auto else k_range(z, cfg.n_clusters, cfg.n_clusters)
+        fits = mixture.grow(z, k_max=high, k_min=low, rng=self._rng, stop_early=auto)
+        k = mixture.choose_k(fits, k_min=low) if auto else max(fits)
+        fit, continued = fits[k], False
+        previous = self._clusterer
+        if isinstance(previous, MixtureKMeans) and previous.mixture.k == k:
+            labels = previous.current().predict(self._scaling.transform(data, missing=np.nan))
+            kept = mixture.refine(z, labels, k, steps=mixture.SPLIT_STEPS)
+            if fit.log_likelihood - kept.log_likelihood <= cfg.refit_continuity * len(z):
+                fit, continued = kept, True
+        selection = _mixture_scores(np.nan_to_num(z), fits, fit, _resampled_labels(z, fit, self._rng), auto)
+        selection["continued"] = continued
+        halflife = cfg.params.get("halflife", 0.01)
+        model = fit.mixture.without_empty(len(z))
+        return MixtureKMeans(model, scaling.features, halflife=halflife, seed=cfg.seed), selection
 
     def _river(self, centers: np.ndarray, features: Sequence[str], z: np.ndarray) -> Any:
         """The River clusterer: KMeans seeded with ``centers``; others learn ``z`` online."""
@@ -287,6 +329,30 @@ class Learner:
         fresh = iter(self._fresh_ids(ids.count(None), extend=False))
         return [segment if segment is not None else next(fresh) for segment in ids]
 
+    def _match_members(self, data: np.ndarray, new: MixtureKMeans, scaling: Scaling) -> list[str]:
+        """Ids for a new mixture's segments: the old id whose members on ``data`` they mostly are.
+
+        Both models label the fit sample; a new segment inherits the id of the old one it
+        shares the most users with (Hungarian assignment on the Jaccard index), when that
+        index is at least ``MATCH_OVERLAP``. Mixture components on overlapping data can move
+        as a whole from fit to fit while keeping their members, so members, not centres,
+        say which segment is which.
+        """
+        old = self._clusterer.current().predict(self._scaling.transform(data, missing=np.nan))
+        fresh = new.current().predict(scaling.transform(data, missing=np.nan))
+        k_old, k_new = self._clusterer.mixture.k, new.mixture.k
+        self._fresh_ids(k_old)
+        both = np.zeros((k_new, k_old))
+        np.add.at(both, (fresh, old), 1.0)
+        union = both.sum(axis=1, keepdims=True) + both.sum(axis=0, keepdims=True) - both
+        jaccard = np.divide(both, union, out=np.zeros_like(both), where=union > 0)
+        ids: list[str | None] = [None] * k_new
+        for i, j in zip(*linear_sum_assignment(-jaccard), strict=True):
+            if jaccard[i, j] >= MATCH_OVERLAP:
+                ids[i] = self._ids[j]
+        extra = iter(self._fresh_ids(ids.count(None), extend=False))
+        return [segment if segment is not None else next(extra) for segment in ids]
+
     def _fresh_ids(self, count: int, *, extend: bool = True) -> list[str]:
         """New ids (never used before); with ``extend``, as many as make ``self._ids`` ``count`` long."""
         needed = count - len(self._ids) if extend else count
@@ -330,8 +396,43 @@ class Learner:
             ts=ts,
             rfm_edges=self.rfm.edges(),
             selection=dict(self._selection) if self._selection is not None else None,
+            mixture=self._clusterer.current().to_dict() if isinstance(self._clusterer, MixtureKMeans) else None,
         )
         return self.snapshot
+
+
+def _resampled_labels(z: np.ndarray, fit: mixture.Fit, rng: np.random.Generator) -> np.ndarray:
+    """The labels of every row under the same k refitted on a random half of the rows (stability)."""
+    half = rng.permutation(len(z))[: max(len(z) // 2, fit.mixture.k)]
+    again = mixture.refine(z[half], fit.labels[half], fit.mixture.k, steps=mixture.SPLIT_STEPS)
+    return again.mixture.predict(z)
+
+
+def _mixture_scores(z: np.ndarray, fits: dict, fit: mixture.Fit, resampled: np.ndarray, auto: bool) -> dict[str, Any]:
+    """The selection record of a mixture fit: every candidate's BIC, silhouette and Davies-Bouldin index.
+
+    Silhouette and Davies-Bouldin are measured on the scaled values (unobserved at the
+    centre), on each candidate's labels (the silhouette on at most ``SILHOUETTE_ROWS``
+    rows); stability is the adjusted Rand index between the chosen labels and those of the
+    same k refitted on a random half of the rows.
+    """
+    rows = z[:SILHOUETTE_ROWS]
+    dist = pairwise_distances(rows)
+    candidates = []
+    for k, candidate in sorted(fits.items()):
+        labels = candidate.labels
+        centers = np.array([z[labels == j].mean(axis=0) if (labels == j).any() else np.zeros(z.shape[1])
+                            for j in range(k)])  # fmt: skip
+        candidates.append({
+            "k": int(k),
+            "bic": round(candidate.bic, 2),
+            "silhouette": round(silhouette(dist, labels[: len(rows)]), 4) if k > 1 else 0.0,
+            "davies_bouldin": round(davies_bouldin(z, labels, centers), 4),
+        })  # fmt: skip
+    chosen = next(c for c in candidates if c["k"] == fit.mixture.k)
+    stability = adjusted_rand(fit.labels, resampled) if fit.mixture.k > 1 else 1.0
+    return {**chosen, "stability": round(float(stability), 4), "method": "auto" if auto else "fixed",
+            "model": "mixture", "bic": round(fit.bic, 2), "candidates": candidates}  # fmt: skip
 
 
 def _centroids(clusterer: Any, features: Sequence[str]) -> np.ndarray:

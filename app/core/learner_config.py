@@ -18,16 +18,17 @@ from river import cluster
 from app.core.events import format_ts
 
 AUTO = "auto"
+MIXTURE = "Mixture"  # app/core/mixture.py, followed online by app/core/river_mixture.py
 
 
 @dataclass(frozen=True)
 class LearnerConfig:
     """The River clusterer, how k is chosen, and the learning and drift policy."""
 
-    algorithm: str = "KMeans"  # any river.cluster class exposing `centers`
-    # "auto": chosen from the data in [k_min, k_max]. Not the default yet: it misses every
-    # planted k of bench quality and merges two of the simulator's personas (README).
-    n_clusters: int | str = 5
+    # "Mixture": per-segment spreads, atoms and missing values (app/core/mixture.py), k by BIC;
+    # or any river.cluster class exposing `centers` ("KMeans": k-means++, k by silhouette gain).
+    algorithm: str = MIXTURE
+    n_clusters: int | str = AUTO  # "auto": chosen from the data in [k_min, k_max]
     k_min: int = 2
     k_max: int = 12
     params: dict[str, Any] = field(default_factory=lambda: {"halflife": 0.01, "sigma": 1.0})
@@ -44,17 +45,19 @@ class LearnerConfig:
     lloyd_iterations: int = 25
     restarts: int = 10  # k-means++ seedings per k, in two seed groups (the stability check)
     drift_tolerance: float = 0.1  # refresh only if the fit got this much worse
-    # A refit keeps the previous centroids (refined by Lloyd steps on the new sample, same k)
-    # unless a fresh fit's inertia is lower by more than this share: another local optimum
-    # that is no better would re-cut the segments and move members for nothing.
+    # A refit keeps the previous segments (refined on the new sample, same k) unless a fresh
+    # fit is better by more than this: a share of the inertia (KMeans), or nats of
+    # log-likelihood per fitted user (Mixture). Another local optimum that is no better
+    # would re-cut the segments and move members for nothing.
     refit_continuity: float = 0.05
     match_distance: float = 2.0  # farthest old centroid (scaled units) a new one may inherit an id from
     max_missing: float = 0.5  # drop a feature missing for more of the users (app/core/scaling.py)
     max_constant: float = 0.95  # drop a feature with one value for more of the users
 
     def __post_init__(self) -> None:
-        if not hasattr(cluster, self.algorithm):
-            raise ValueError(f"river.cluster has no {self.algorithm!r}")
+        if self.algorithm != MIXTURE and not hasattr(cluster, self.algorithm):
+            raise ValueError(f"algorithm must be {MIXTURE!r} or a river.cluster class; river.cluster has no "
+                             f"{self.algorithm!r}")  # fmt: skip
         if self.n_clusters != AUTO and (isinstance(self.n_clusters, bool) or not isinstance(self.n_clusters, int)):
             raise ValueError(f'n_clusters must be "auto" or a number, got {self.n_clusters!r}')
         if min(self.warmup, self.refresh_window, self.publish_every, self.min_users) < 1:

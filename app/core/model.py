@@ -42,6 +42,17 @@ _DESCRIPTORS: dict[str, tuple[str, str]] = {
     "sessions": ("regular", "occasional"),
     "mean_session_s": ("long sessions", "short sessions"),
     "recency_days": ("lapsed", "recent buyer"),
+    "sessions_per_active_day": ("several visits a day", "one visit a day"),
+    "median_session_gap_h": ("long gaps between visits", "returns quickly"),
+    "order_value_std": ("varied order values", "steady order values"),
+    "basket_size": ("many items per order", "single-item orders"),
+    "view_to_cart": ("carts what it views", "views without carting"),
+    "cart_to_purchase": ("buys what it carts", "leaves carts"),
+    "checkout_to_purchase": ("completes checkout", "drops at checkout"),
+    "hour_cos": ("night-time", "midday"),
+    "hour_sin": ("mornings", "evenings"),
+    "weekend_share": ("weekend shopper", "weekday shopper"),
+    "desktop_share": ("desktop", "mobile"),
 }
 _NAME_THRESHOLD_Z = 0.5
 # Scaled values are clipped to +-Z_CLIP: one extreme user must not own a segment's
@@ -68,6 +79,9 @@ class ModelSnapshot:
     # How k, the scaling and the features were chosen (app/core/selection.py); None in
     # RFM-only snapshots and in snapshots published before selection existed.
     selection: dict[str, Any] | None = None
+    # The mixture behind the centroids (app/core/mixture.py: per-segment spreads, atoms,
+    # weights); segments are then chosen by likelihood. None for distance models.
+    mixture: dict[str, Any] | None = None
 
     @property
     def clustered(self) -> bool:
@@ -92,6 +106,7 @@ class ModelSnapshot:
             ts=float(doc["ts"]),
             rfm_edges=None if doc.get("rfm_edges") is None else {k: tuple(v) for k, v in doc["rfm_edges"].items()},
             selection=doc.get("selection"),
+            mixture=doc.get("mixture"),
         )
 
     def name_of(self, segment: str) -> str:
@@ -115,17 +130,18 @@ def log_columns(x: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return x
 
 
-def standardize(x: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
+def standardize(x: np.ndarray, mean: np.ndarray, std: np.ndarray, *, missing: float = 0.0) -> np.ndarray:
     """Scaled values ``(x - centre) / scale``, clipped to +-``Z_CLIP``.
 
-    Unobserved (NaN) and non-finite values become 0, the population centre.
+    Unobserved (NaN) and non-finite values become ``missing``: 0, the population centre,
+    for distance models; NaN for a mixture, which leaves them out of the likelihood.
     ``mean``/``std`` are a snapshot's centre and scale: the median and a robust
     spread since app/core/scaling.py, plain moments in older snapshots.
 
     >>> standardize(np.array([4.0, np.nan, 99.0]), np.array([2.0, 1.0, 0.0]), np.array([2.0, 1.0, 1.0])).tolist()
     [1.0, 0.0, 5.0]
     """
-    z = np.nan_to_num((x - mean) / std, nan=0.0, posinf=0.0, neginf=0.0)
+    z = np.nan_to_num((x - mean) / std, nan=missing, posinf=missing, neginf=missing)
     return np.clip(z, -Z_CLIP, Z_CLIP, out=z)
 
 

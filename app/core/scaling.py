@@ -66,9 +66,9 @@ class Scaling:
         x = np.array(x, dtype=np.float64)[..., list(self.columns)]
         return log_columns(x, np.array([name in self.log_features for name in self.features], dtype=bool))
 
-    def transform(self, x: np.ndarray) -> np.ndarray:
-        """Candidate rows (or one row) -> scaled values, NaN at the centre (0)."""
-        return standardize(self.prepare(x), self.centre, self.scale)
+    def transform(self, x: np.ndarray, *, missing: float = 0.0) -> np.ndarray:
+        """Candidate rows (or one row) -> scaled values; unobserved ones become ``missing`` (the centre, 0)."""
+        return standardize(self.prepare(x), self.centre, self.scale, missing=missing)
 
 
 def fit_scaling(

@@ -3,8 +3,11 @@
 The segmenter predicts for a whole batch at once with numpy against the current
 :class:`~app.core.model.ModelSnapshot`, then walks the batch in order to decide,
 per user, whether membership changes. A user near a boundary does not flap: a
-move needs the new centroid to be clearly closer (``hysteresis``) and the user to
-have stayed ``min_dwell_s`` of event time in the current segment.
+move needs the new segment to be clearly better and the user to have stayed
+``min_dwell_s`` of event time in the current segment. "Better" depends on the model:
+for a mixture (:mod:`app.core.mixture`, the snapshot carries one), the new segment
+must be at least ``min_odds`` times as likely for the user as the current one; for a
+distance model, its centroid must be ``hysteresis`` closer.
 
 >>> from app.core.model import ModelSnapshot
 >>> features = ("conversion", "search_share")
@@ -13,8 +16,8 @@ have stayed ``min_dwell_s`` of event time in the current segment.
 >>> seg = Segmenter(SegmenterConfig(features=features, log_features=(), min_dwell_s=60.0))
 >>> seg.use(snap)
 >>> member = Membership()
->>> dist = seg.distances([[0.1, 0.0], [2.1, 0.0], [3.9, 0.0]])
->>> [seg.decide(member, row, ts=t, eligible=True) for row, t in zip(dist, (0.0, 30.0, 90.0))]
+>>> scores = seg.scores([[0.1, 0.0], [2.1, 0.0], [3.9, 0.0]])
+>>> [seg.decide(member, row, ts=t, eligible=True) for row, t in zip(scores, (0.0, 30.0, 90.0))]
 ['c1', None, 'c2']
 >>> member.segment, member.since_ts, member.seq
 ('c2', 90.0, 2)
@@ -28,6 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from app.core.features import MODEL_FEATURES, FeatureConfig, UserFeatures, catalogue
+from app.core.mixture import Mixture
 from app.core.model import NEW_SEGMENT, ModelSnapshot, log_columns, standardize
 
 # The candidates: the catalogue's model inputs. The learner drops, per fit, those the data
@@ -47,7 +51,8 @@ class SegmenterConfig:
     min_events: int = 5
     min_sessions: int = 2
     min_purchases: int = 1
-    hysteresis: float = 0.2  # a move needs the new centroid this much closer
+    hysteresis: float = 0.2  # distance models: a move needs the new centroid this much closer
+    min_odds: float = 4.0  # mixtures: a move needs the new segment this many times as likely
     min_dwell_s: float = 3_600.0  # event time in a segment before the next move
     sample_rate: float = 0.1  # share of user updates the learner sees
 
@@ -55,6 +60,8 @@ class SegmenterConfig:
         vector_reader(self.features)  # raises on unknown names
         if not 0.0 <= self.hysteresis < 1.0:
             raise ValueError("hysteresis must be in [0, 1)")
+        if self.min_odds < 1.0:
+            raise ValueError("min_odds must be at least 1")
         if not 0.0 <= self.sample_rate <= 1.0:
             raise ValueError("sample_rate must be in [0, 1]")
 
@@ -103,6 +110,7 @@ class Segmenter:
         self._columns: list[int] = []
         self._log_mask: np.ndarray | None = None
         self._mean = self._std = self._centroids = None
+        self._mixture: Mixture | None = None
         self._index: dict[str, int] = {}
 
     def use(self, snapshot: ModelSnapshot) -> None:
@@ -116,6 +124,7 @@ class Segmenter:
         self._mean = np.asarray(snapshot.mean, dtype=np.float64)
         self._std = np.asarray(snapshot.std, dtype=np.float64)
         self._centroids = np.asarray(snapshot.centroids, dtype=np.float64)
+        self._mixture = Mixture.from_dict(snapshot.mixture) if snapshot.mixture and snapshot.clustered else None
         self._index = {segment: i for i, segment in enumerate(snapshot.segment_ids)}
 
     @property
@@ -123,13 +132,21 @@ class Segmenter:
         """False until a snapshot with centroids is in use (an RFM-only one has none)."""
         return self.snapshot is not None and self.snapshot.clustered
 
-    def scale(self, rows: Sequence[Sequence[float]]) -> np.ndarray:
-        """Rows in config feature order -> z-scores in model feature order, NaN -> 0."""
+    def scale(self, rows: Sequence[Sequence[float]], *, missing: float = 0.0) -> np.ndarray:
+        """Rows in config feature order -> z-scores in model feature order, NaN -> ``missing``."""
         x = np.asarray(rows, dtype=np.float64).reshape(len(rows), -1)[:, self._columns]
-        return standardize(log_columns(x, self._log_mask), self._mean, self._std)
+        return standardize(log_columns(x, self._log_mask), self._mean, self._std, missing=missing)
 
-    def distances(self, rows: Sequence[Sequence[float]]) -> np.ndarray:
-        """Euclidean distance of every row to every centroid, shape (rows, segments)."""
+    def scores(self, rows: Sequence[Sequence[float]]) -> np.ndarray:
+        """How badly each row fits each segment, lower is better: shape (rows, segments).
+
+        A mixture's score is -log P(segment | row), unobserved values left out; a distance
+        model's is the Euclidean distance to the centroid.
+        """
+        if self._mixture is not None:
+            logp = self._mixture.log_joint(self.scale(rows, missing=np.nan))
+            top = logp.max(axis=1, keepdims=True)
+            return np.log(np.exp(logp - top).sum(axis=1, keepdims=True)) + top - logp
         z = self.scale(rows)
         diff = z[:, None, :] - self._centroids[None, :, :]
         return np.sqrt(np.einsum("nkd,nkd->nk", diff, diff))
@@ -141,10 +158,10 @@ class Segmenter:
         """
         return ts - member.since_ts < self.config.min_dwell_s and member.segment in self._index
 
-    def decide(self, member: Membership, distances: np.ndarray, *, ts: float, eligible: bool) -> str | None:
-        """Apply one prediction to ``member``; returns the new segment id if it changed."""
+    def decide(self, member: Membership, scores: np.ndarray, *, ts: float, eligible: bool) -> str | None:
+        """Apply one row of :meth:`scores` to ``member``; returns the new segment id if it changed."""
         ids = self.snapshot.segment_ids
-        best = int(distances.argmin())
+        best = int(scores.argmin())
         current = self._index.get(member.segment)
         if current is None:
             # "new", or a segment this model no longer has: join the nearest one.
@@ -154,10 +171,15 @@ class Segmenter:
             return None
         elif ts - member.since_ts < self.config.min_dwell_s:
             return None
-        elif distances[best] >= (1.0 - self.config.hysteresis) * distances[current]:
+        elif not self._clearly_better(scores[best], scores[current]):
             return None
         member.segment = ids[best]
         member.since_ts = ts
         member.seq += 1
         member.model_version = self.snapshot.version
         return member.segment
+
+    def _clearly_better(self, best: float, current: float) -> bool:
+        if self._mixture is not None:  # scores are -log posteriors: their difference is the log odds
+            return current - best >= np.log(self.config.min_odds)
+        return best < (1.0 - self.config.hysteresis) * current

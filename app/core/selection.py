@@ -59,7 +59,7 @@ def select_k(
     """The centroids for the chosen k and the selection's scores (JSON-ready)."""
     low, high = k_range(z, k_min, k_max)
     sample = rng.choice(len(z), size=min(len(z), SILHOUETTE_ROWS), replace=False)
-    dist = _pairwise(z[sample])
+    dist = pairwise_distances(z[sample])
     fits, candidates = {}, []
     for k in range(low, high + 1):
         centers, labels, stability = _stable_fit(z, k, rng, restarts, iterations)
@@ -77,7 +77,7 @@ def fixed_k(z: np.ndarray, k: int, *, rng: np.random.Generator, restarts: int = 
     k = max(1, min(k, _distinct(z)))
     sample = rng.choice(len(z), size=min(len(z), SILHOUETTE_ROWS), replace=False)
     centers, labels, stability = _stable_fit(z, k, rng, restarts, iterations)
-    scores = _scores(k, z, labels, centers, _pairwise(z[sample]), sample, stability)
+    scores = _scores(k, z, labels, centers, pairwise_distances(z[sample]), sample, stability)
     scores["gain"] = round(scores["silhouette"] - _reference_silhouette(z, k, rng, iterations), 4)
     return centers, {**scores, "method": "fixed", "candidates": [scores]}
 
@@ -239,7 +239,7 @@ def _reference_silhouette(z: np.ndarray, k: int, rng: np.random.Generator, itera
     rows = min(len(z), SILHOUETTE_ROWS)
     reference = rng.standard_normal((rows, len(spread))) * (spread / np.sqrt(len(z))) @ axes + mean
     _, labels, _ = min((kmeans(reference, k, rng, iterations) for _ in range(2)), key=lambda run: run[2])
-    return silhouette(_pairwise(reference), labels)
+    return silhouette(pairwise_distances(reference), labels)
 
 
 def _scores(k, z, labels, centers, dist, sample, stability) -> dict:
@@ -256,7 +256,7 @@ def _nearest(z: np.ndarray, sq: np.ndarray, centers: np.ndarray) -> np.ndarray:
     return d2.argmin(axis=1)
 
 
-def _pairwise(x: np.ndarray) -> np.ndarray:
+def pairwise_distances(x: np.ndarray) -> np.ndarray:
     sq = np.einsum("nd,nd->n", x, x)
     return np.sqrt(np.maximum(sq[:, None] + sq[None, :] - 2.0 * (x @ x.T), 0.0))
 

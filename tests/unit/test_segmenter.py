@@ -40,7 +40,7 @@ def test_distances_do_not_mutate_input():
     seg.use(snapshot())
     rows = [[1.0, 2.0, math.nan], [0.0, 0.0, 0.0]]
     before = copy.deepcopy(rows)
-    seg.distances(rows)
+    seg.scores(rows)
     assert str(rows) == str(before)
 
 
@@ -54,8 +54,8 @@ def test_learner_does_not_mutate_input():
 def test_missing_features_are_imputed_with_the_population_mean():
     seg = Segmenter(CFG)
     seg.use(snapshot())
-    full = seg.distances([[5.0, 0.0, 0.0]])
-    missing = seg.distances([[5.0, 0.0, math.nan]])
+    full = seg.scores([[5.0, 0.0, 0.0]])
+    missing = seg.scores([[5.0, 0.0, math.nan]])
     np.testing.assert_allclose(full, missing)
 
 
@@ -63,7 +63,7 @@ def test_model_reading_fewer_features_in_other_order_is_accepted():
     seg = Segmenter(CFG)
     seg.use(ModelSnapshot(1, ("search_share", "conversion"), (), (0, 0), (1, 1), ((0, 5), (5, 0)),
                           ("c1", "c2"), ("a", "b"), 1, 0.0))  # fmt: skip
-    assert seg.distances([[5.0, 0.0, 9.0]]).argmin() == 0
+    assert seg.scores([[5.0, 0.0, 9.0]]).argmin() == 0
 
 
 def test_model_needing_unknown_features_is_refused():
@@ -98,7 +98,7 @@ def test_learner_recovers_the_clusters():
     seg = Segmenter(CFG)
     seg.use(model)
     test_rows = blobs(90, 99)
-    predicted = seg.distances(test_rows).argmin(axis=1)
+    predicted = seg.scores(test_rows).argmin(axis=1)
     truth = [i % 3 for i in range(90)]
     # A perfect partition: every true cluster maps to exactly one predicted segment.
     assert len({(t, p) for t, p in zip(truth, predicted, strict=True)}) == 3
@@ -130,13 +130,13 @@ def test_hysteresis_and_dwell_stop_flapping_at_a_boundary():
     rng = random.Random(0)
     # A user sitting on the boundary between c1 and c2 (x = 2.5), jittering.
     rows = [[2.5 + rng.gauss(0, 0.2), 0.0, 0.0] for _ in range(200)]
-    changes = [seg.decide(member, row, ts=float(i), eligible=True) for i, row in enumerate(seg.distances(rows))]
+    changes = [seg.decide(member, row, ts=float(i), eligible=True) for i, row in enumerate(seg.scores(rows))]
     # Entered once; the dwell time allows at most one move in the 200 s seen here.
     assert sum(c is not None for c in changes) <= 2
     loose = Segmenter(SegmenterConfig(features=FEATURES, log_features=(), min_dwell_s=0.0, hysteresis=0.0))
     loose.use(snapshot())
     free = Membership()
-    flaps = [loose.decide(free, row, ts=float(i), eligible=True) for i, row in enumerate(loose.distances(rows))]
+    flaps = [loose.decide(free, row, ts=float(i), eligible=True) for i, row in enumerate(loose.scores(rows))]
     assert sum(c is not None for c in flaps) > 20
 
 
@@ -144,7 +144,7 @@ def test_new_users_wait_for_evidence():
     seg = Segmenter(CFG)
     seg.use(snapshot())
     member = Membership()
-    (row,) = seg.distances([[5.0, 0.0, 0.0]])
+    (row,) = seg.scores([[5.0, 0.0, 0.0]])
     assert seg.decide(member, row, ts=0.0, eligible=False) is None
     assert seg.decide(member, row, ts=1.0, eligible=True) == "c2"
     assert (member.seq, member.since_ts, member.model_version) == (1, 1.0, 1)

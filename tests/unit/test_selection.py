@@ -123,7 +123,7 @@ def test_ids_stay_with_matching_centroids_as_k_grows_and_shrinks():
     def ids_by_blob(model: ModelSnapshot) -> dict[str, str]:
         seg = Segmenter(SegmenterConfig(features=features, log_features=()))
         seg.use(model)
-        return {blob: model.segment_ids[int(seg.distances([list(xy)]).argmin())] for blob, xy in BLOBS.items()}
+        return {blob: model.segment_ids[int(seg.scores([list(xy)]).argmin())] for blob, xy in BLOBS.items()}
 
     assert len(first.segment_ids) == 3 and len(grown.segment_ids) == 4 and len(shrunk.segment_ids) == 3
     before, during, after = ids_by_blob(first), ids_by_blob(grown), ids_by_blob(shrunk)
@@ -136,7 +136,7 @@ def test_ids_stay_with_matching_centroids_as_k_grows_and_shrinks():
     seg = Segmenter(SegmenterConfig(features=features, log_features=(), min_dwell_s=3_600.0))
     seg.use(shrunk)
     member = Membership(before["c"], since_ts=0.0, seq=1)
-    (row,) = seg.distances([_row(rng, "a")])
+    (row,) = seg.scores([_row(rng, "a")])
     assert seg.decide(member, row, ts=1.0, eligible=True) == after["a"]
     assert member.segment != before["c"] and member.seq == 2
 
@@ -193,14 +193,39 @@ def test_a_small_site_gets_a_model():
 def test_refits_on_an_unchanged_population_keep_every_segment():
     """k-means on a continuum has many equally good cuts; a refit must not re-cut it for nothing."""
     rng = np.random.default_rng(5)
-    learner = Learner(LearnerConfig(n_clusters=4, min_users=200, warmup=400, refit_every=400, publish_every=10_000),
-                      features=("x", "y", "z"))  # fmt: skip
+    learner = Learner(LearnerConfig(algorithm="KMeans", n_clusters=4, min_users=200, warmup=400, refit_every=400,
+                                    publish_every=10_000), features=("x", "y", "z"))  # fmt: skip
     fits = [out for i in range(4_000) for out in learner.learn(rng.normal(0.0, 1.0, 3).tolist(), ts=float(i),
                                                                 user=f"u{i}")]  # fmt: skip
     periodic = [fit for fit in fits if fit.samples > 400]
     assert len(periodic) >= 8
     assert {fit.segment_ids for fit in periodic} == {fits[-1].segment_ids}
     assert all(fit.selection["continued"] for fit in periodic)
+
+
+def test_mixture_refits_on_an_unchanged_population_keep_every_segment():
+    """Three overlapping groups, refitted every 400 samples: the same three ids throughout, continued."""
+    rng = np.random.default_rng(7)
+    centres = np.array([[0.0, 0.0, 0.0], [2.5, 0.0, 1.0], [0.0, 2.5, -1.0]])
+    learner = Learner(LearnerConfig(min_users=200, warmup=400, refit_every=400, publish_every=10_000),
+                      features=("x", "y", "z"))  # fmt: skip
+    fits = [out for i in range(4_000)
+            for out in learner.learn((centres[i % 3] + rng.normal(0.0, 0.7, 3)).tolist(), ts=float(i), user=f"u{i}")]
+    periodic = [fit for fit in fits if fit.samples > 400]
+    assert len(periodic) >= 8
+    assert {fit.segment_ids for fit in periodic} == {fits[-1].segment_ids}
+    assert len(fits[-1].segment_ids) == 3
+    assert all(fit.selection["continued"] for fit in periodic)
+
+
+def test_a_fixed_k_on_structureless_data_publishes_no_empty_segment():
+    rng = np.random.default_rng(5)
+    learner = Learner(LearnerConfig(n_clusters=4, min_users=200, warmup=400, refit_every=400, publish_every=10_000),
+                      features=("x", "y", "z"))  # fmt: skip
+    fits = [out for i in range(2_000) for out in learner.learn(rng.normal(0.0, 1.0, 3).tolist(), ts=float(i),
+                                                                user=f"u{i}")]  # fmt: skip
+    assert all(min(fit.mixture["weights"]) * min(fit.samples, 1_000) >= 5 for fit in fits)  # users in the fit sample
+    assert fits[-1].selection["method"] == "fixed"
 
 
 def test_a_refit_recuts_the_segments_when_that_fits_much_better():

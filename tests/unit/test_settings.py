@@ -10,7 +10,7 @@ from app.settings import load_settings
 def test_defaults():
     s = load_settings(env={})
     assert (s.broker, s.web_port, s.partitions, s.learn) == ("kafka://127.0.0.1:9092", 6066, 4, True)
-    assert s.engine.learner.algorithm == "KMeans"
+    assert (s.engine.learner.algorithm, s.engine.learner.n_clusters) == ("Mixture", "auto")
 
 
 def test_file_then_env(tmp_path):
