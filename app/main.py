@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import faust
 
+from app.recovery import SeekBeforeResumeTableManager
 from app.settings import Settings, load_settings
 
 settings: Settings = load_settings()
@@ -36,6 +37,9 @@ def create_app(config: Settings) -> faust.App:
         table_cleanup_interval=3600.0,
         web_enabled=True,
         autodiscover=False,
+        # Faust's recovery resumes the clicks before seeking them, and after a restart the
+        # committed offsets then crawl, one per commit (app/recovery.py).
+        TableManager=SeekBeforeResumeTableManager,
     )
     if config.faust_metrics:
         from app import metrics

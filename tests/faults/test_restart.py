@@ -6,11 +6,15 @@ import asyncio
 import signal
 import time
 from collections import Counter
+from unittest.mock import AsyncMock, MagicMock
 
 import orjson
 import pytest
+from faust.types import TP
 
 from app.core.simulator import Scenario, generate
+from app.main import app
+from app.recovery import SeekBeforeResumeRecovery
 from tables.codecs import decode_state
 from tests.kafka_harness import Worker, committed, produce, read_all, wait_until_consumed
 
@@ -41,13 +45,8 @@ def test_kill_and_restart_keeps_exact_counts(tmp_path):
     second = Worker(tmp_path, name=first.app_id)
     try:
         second.start(timeout=150)  # waits out the dead member's session in the group
-        try:
-            wait_until_consumed(second, second.topic("clicks"), timeout=120)
-        except TimeoutError as exc:
-            # Open problem (README, "Known problems"): now and then the replacement worker
-            # crawls through some partitions, about one message per commit interval. Counts
-            # are still checked whenever it finishes; a stall is reported, not hidden.
-            pytest.xfail(f"replacement worker stalled after restart: {str(exc)[:300]}")
+        # A replacement that commits only one offset per interval fails here (app/recovery.py).
+        wait_until_consumed(second, second.topic("clicks"), timeout=120)
         latest = {}
         for record in asyncio.run(read_all(second.changelog, idle_s=2.0)):
             latest[record.key.decode()] = record.value
@@ -64,6 +63,43 @@ def test_kill_and_restart_keeps_exact_counts(tmp_path):
         assert all(len(versions) == 1 for versions in copies.values())
     finally:
         second.stop()
+
+
+def test_stream_partitions_resume_only_once_their_seek_has_landed():
+    """The window behind the restart crawl, held open: no click may be fetched during the seek.
+
+    Faust's own recovery resumes the clicks and then awaits the seek; a click batch
+    fetched meanwhile makes the seek's reset of the read offsets look like a hole in the
+    log (app/recovery.py). Before the fix, the test above stalled in 2 of 8 runs.
+    """
+    assert isinstance(app.tables.recovery, SeekBeforeResumeRecovery)
+    calls = []
+    clicks, changelog = TP("clicks", 0), TP("user_to_state-changelog", 0)
+    fake = MagicMock()
+    fake.consumer_generation_id = 2
+    fake.on_rebalance_complete.send = AsyncMock()
+    fake._fetcher.maybe_start = AsyncMock()
+    fake.conf.broker_request_timeout = 5.0
+    fake.consumer.assignment.return_value = {clicks, changelog}
+    fake.consumer.resume_partitions.side_effect = lambda tps: calls.append(("resume", set(tps)))
+
+    async def slow_seek() -> None:  # a round trip to the coordinator per partition
+        calls.append("seek")
+        await asyncio.sleep(0.2)
+        calls.append("sought")
+
+    fake.consumer.perform_seek = slow_seek
+    tables = MagicMock()
+    tables.values.return_value = []
+    tables.changelog_topics = {changelog.topic}
+
+    async def recover() -> SeekBeforeResumeRecovery:
+        recovery = SeekBeforeResumeRecovery(fake, tables)
+        await recovery.on_recovery_completed(generation_id=2)
+        return recovery
+
+    assert asyncio.run(recover()).completed.is_set()
+    assert calls == ["seek", "sought", ("resume", {clicks})]
 
 
 def test_pending_deadlines_survive_a_restart_and_fire_once(tmp_path):

@@ -1,0 +1,66 @@
+"""Table recovery that seeks the stream partitions to their committed offsets *before* resuming them.
+
+Faust's ``Recovery.on_recovery_completed`` (faust/tables/recovery.py) resumes the
+stream partitions, then awaits ``Consumer.perform_seek``: one round trip to the group
+coordinator per assigned partition. Meanwhile the fetcher delivers clicks from the
+committed offset C on. The seek then resets ``Consumer._read_offset`` to C while
+``_drain_messages`` (faust/transport/consumer.py) still holds the rest of the batch
+it fetched before; its next record, C+k, looks like a hole in the log, so
+``_add_gap`` marks C+1..C+k as done although they were delivered and acked. Those
+offsets are then in ``_acked`` twice, ``_new_offset`` commits only up to the first
+duplicate, and the committed offset moves by one per commit though the partition is
+processed (tests/faults/test_restart.py: about 480 duplicates on 3 of 4 partitions).
+
+Seeking while the partitions are still paused leaves no record of theirs in flight:
+they resume from exactly the offsets the seek set.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from faust.tables import TableManager
+from faust.tables.recovery import Recovery
+
+
+class SeekBeforeResumeRecovery(Recovery):
+    async def on_recovery_completed(self, generation_id: int = 0) -> None:
+        """Faust's ``on_recovery_completed`` with the seek moved before the resume."""
+        consumer = self.app.consumer
+        self.log.info("Restore complete!")
+        await self.app.on_rebalance_complete.send()
+        self._set_recovery_ended()
+        callbacks = [
+            asyncio.ensure_future(t.on_recovery_completed(self.actives_for_table[t], self.standbys_for_table[t]))
+            for t in self.tables.values()
+        ]
+        if callbacks:
+            await asyncio.wait(callbacks)
+        assignment = consumer.assignment()
+        if self.app.consumer_generation_id != generation_id:
+            self.log.warning("Recovery rebalancing again: generation %r, not %r", self.app.consumer_generation_id,
+                             generation_id)
+            return
+        if assignment:
+            self.log.info("Seek stream partitions to committed offsets.")
+            await self._wait(consumer.perform_seek(), timeout=self.app.conf.broker_request_timeout)
+        consumer.resume_partitions({tp for tp in assignment if not self._is_changelog_tp(tp)})  # after the seek
+        self.completed.set()
+        self.app.flow_control.resume()
+        consumer.resume_flow()
+        await self.app._fetcher.maybe_start()  # make sure the fetcher runs
+        self.tables.on_actives_ready()
+        if not self.app.assignor.assigned_standbys():
+            self.tables.on_standbys_ready()
+        self.app.on_rebalance_end()
+        self.log.info("Worker ready")
+
+
+class SeekBeforeResumeTableManager(TableManager):
+    """Faust's table manager, recovering with :class:`SeekBeforeResumeRecovery`."""
+
+    @property
+    def recovery(self) -> Recovery:
+        if self._recovery is None:
+            self._recovery = SeekBeforeResumeRecovery(self.app, self, beacon=self.beacon, loop=self.loop)
+        return self._recovery
