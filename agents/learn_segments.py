@@ -21,21 +21,27 @@ model_feed = app.service(ModelFeed(settings.broker, segment_model.get_topic_name
 
 
 def _restore_learner() -> Learner:
-    """Resume from the checkpoint on segment-model so versions keep increasing across restarts."""
+    """Resume from the checkpoint on segment-model so versions keep increasing across restarts.
+
+    A checkpoint learned under another learner configuration or feature list is not resumed
+    (its pickled configuration would silently override the settings): a fresh learner
+    starts, and its versions continue from the published model's.
+    """
+    engine_cfg = settings.engine
+    features = tuple(engine_cfg.segmenter.features)
     raw = model_feed.latest.get(LEARNER)
     if raw is not None:
         try:
             learner = pickle.loads(raw)
         except Exception:  # a checkpoint of an older learner layout: start afresh, versions still grow
             learner = None
-        if isinstance(learner, Learner) and hasattr(learner, "_fresh_ids"):
+        if isinstance(learner, Learner) and hasattr(learner, "resumes") and learner.resumes(engine_cfg.learner, features):
             log.info("learner resumed at %d samples", learner.samples)
             return learner
-        log.warning("learner checkpoint of another layout: learning afresh")
+        log.warning("learner checkpoint of another layout or configuration: learning afresh")
     current = model_feed.latest.get(CURRENT)
-    engine_cfg = settings.engine
     return Learner(
-        engine_cfg.learner, features=engine_cfg.segmenter.features, log_features=engine_cfg.segmenter.log_features,
+        engine_cfg.learner, features=features, log_features=engine_cfg.segmenter.log_features,
         first_version=decode_model(current).version if current is not None else 0,
     )  # fmt: skip
 

@@ -131,6 +131,14 @@ class Learner:
     def samples(self) -> int:
         return self._samples
 
+    def resumes(self, config: LearnerConfig, features: Sequence[str]) -> bool:
+        """Whether this learner (a checkpoint) may go on under ``config`` and ``features``.
+
+        A checkpoint carries the configuration it learned under; resuming it under other
+        settings would silently keep the old ones.
+        """
+        return self.config == config and self.features == tuple(features)
+
     def forget(self, user: Hashable) -> None:
         """Erasure: drop the user's sample (fitted models keep no per-user data)."""
         self._users.pop(user, None)

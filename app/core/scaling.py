@@ -40,6 +40,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 
@@ -63,8 +64,15 @@ class Scaling:
 
     def prepare(self, x: np.ndarray) -> np.ndarray:
         """Candidate rows (or one row) -> the used columns, log1p applied: unscaled model space."""
-        x = np.array(x, dtype=np.float64)[..., list(self.columns)]
-        return log_columns(x, np.array([name in self.log_features for name in self.features], dtype=bool))
+        return log_columns(np.array(x, dtype=np.float64)[..., self._columns], self._log_mask)
+
+    @cached_property
+    def _columns(self) -> list[int]:
+        return list(self.columns)
+
+    @cached_property
+    def _log_mask(self) -> np.ndarray:
+        return np.array([name in self.log_features for name in self.features], dtype=bool)
 
     def transform(self, x: np.ndarray, *, missing: float = 0.0) -> np.ndarray:
         """Candidate rows (or one row) -> scaled values; unobserved ones become ``missing`` (the centre, 0)."""

@@ -187,3 +187,26 @@ def test_a_fit_that_got_better_then_one_far_sample_is_no_drift():
     assert not monitor.observe(np.array([9.0]))  # one far sample right after the reset
     # A real degradation is still reported.
     assert any(monitor.observe(np.array([rng.normal(3.0, 1.0)])) for _ in range(2_000))
+
+
+def test_min_odds_and_dwell_stop_flapping_between_mixture_segments():
+    rng = np.random.default_rng(4)
+    learner = Learner(LearnerConfig(n_clusters=2, warmup=400), features=FEATURES)
+    for i in range(400):
+        centre = (0.0, 0.0, 0.0) if i % 2 else (5.0, 0.0, 0.0)
+        learner.learn((np.array(centre) + rng.normal(0, 1.0, 3)).tolist(), ts=float(i), user=f"u{i}")
+    model = learner.snapshot
+    assert model.mixture is not None and len(model.segment_ids) == 2
+    boundary = [[2.5 + rng.normal(0, 0.3), 0.0, 0.0] for _ in range(300)]
+
+    def moves(config: SegmenterConfig) -> int:
+        seg = Segmenter(config)
+        seg.use(model)
+        member = Membership()
+        return sum(seg.decide(member, row, ts=float(i), eligible=True) is not None
+                   for i, row in enumerate(seg.scores(boundary)))  # fmt: skip
+
+    free = moves(SegmenterConfig(features=FEATURES, log_features=(), min_dwell_s=0.0, min_odds=1.0))
+    odds = moves(SegmenterConfig(features=FEATURES, log_features=(), min_dwell_s=0.0))
+    assert free > 50 and odds < free / 3
+    assert moves(SegmenterConfig(features=FEATURES, log_features=())) <= 1  # the 1 h dwell: entered, then stays

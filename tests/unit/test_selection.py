@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import pickle
 import random
 
 import numpy as np
@@ -238,3 +239,23 @@ def test_a_refit_recuts_the_segments_when_that_fits_much_better():
     assert not continued and np.array_equal(centers, fresh)
     near, continued = continue_fit(z, fresh, fresh + 0.4, tolerance=0.05)
     assert continued and np.abs(near - fresh).max() < 0.1
+
+
+@pytest.mark.parametrize(("k", "sizes"), [(3, [500, 300, 200]), (6, [300, 200, 150, 150, 100, 100])])
+def test_the_default_learner_finds_the_planted_k(k, sizes):
+    """Default configuration (mixture, k by BIC): planted blobs through learn() give k segments."""
+    x = planted(k, sizes, 5, seed=2)
+    order = np.random.default_rng(3).permutation(len(x))
+    learner = Learner(LearnerConfig(), features=tuple(f"f{i}" for i in range(5)))
+    outputs = [out for i in order for out in learner.learn(x[i].tolist(), ts=float(i), user=f"u{i}")]
+    snapshot = [out for out in outputs if hasattr(out, "selection")][-1]
+    assert snapshot.selection["k"] == k == len(snapshot.centroids)
+    assert snapshot.selection["model"] == "mixture" and snapshot.selection["method"] == "auto"
+    assert [c["k"] for c in snapshot.selection["candidates"]] == list(range(1, k + 2))  # stops after k
+
+
+def test_a_checkpoint_learned_under_other_settings_does_not_resume():
+    old = pickle.loads(pickle.dumps(Learner(LearnerConfig(algorithm="KMeans", n_clusters=5), features=("x", "y"))))
+    assert old.resumes(LearnerConfig(algorithm="KMeans", n_clusters=5), ("x", "y"))
+    assert not old.resumes(LearnerConfig(), ("x", "y"))  # the default is now the mixture, k by BIC
+    assert not old.resumes(LearnerConfig(algorithm="KMeans", n_clusters=5), ("x", "y", "z"))
