@@ -249,10 +249,12 @@ def split_atoms(z: np.ndarray, atom_features: np.ndarray, atom_values: np.ndarra
 
 def redundancy_weights(z: np.ndarray, threshold: float = REDUNDANT) -> np.ndarray:
     """1 / sqrt(sum of r² over the features correlated with each by more than ``threshold``), r Spearman's."""
-    filled = np.where(np.isfinite(z), z, np.nanmedian(np.where(np.isfinite(z), z, np.nan), axis=0))
-    filled = np.nan_to_num(filled)  # a feature with no value at all
+    seen = np.isfinite(z)
+    centre = np.array([np.median(z[seen[:, j], j]) if seen[:, j].any() else 0.0 for j in range(z.shape[1])])
+    filled = np.where(seen, z, centre)  # unobserved at the median: they add no rank order
     ranks = rankdata(filled, axis=0)
-    r = np.nan_to_num(np.corrcoef(ranks, rowvar=False)) if z.shape[1] > 1 else np.ones((1, 1))
+    with np.errstate(invalid="ignore", divide="ignore"):  # a column with one value: no correlation, 0
+        r = np.nan_to_num(np.corrcoef(ranks, rowvar=False)) if z.shape[1] > 1 else np.ones((1, 1))
     r = np.atleast_2d(r)
     np.fill_diagonal(r, 1.0)
     return 1.0 / np.sqrt(((r**2) * (np.abs(r) > threshold)).sum(axis=0))

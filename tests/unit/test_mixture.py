@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+import warnings
 
 import numpy as np
 import pytest
@@ -112,3 +113,10 @@ def test_the_one_row_path_scores_as_the_batch_path():
     batch = model.log_joint(z[:50])
     rows = np.array([model.log_joint_row(row)[0] for row in z[:50]])
     assert np.allclose(batch, rows)
+
+
+def test_a_constant_column_has_no_redundancy_and_raises_no_warning():
+    z = np.column_stack([np.zeros(50), np.arange(50.0), np.full(50, np.nan)])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert redundancy_weights(z) == pytest.approx(np.ones(3))
