@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import faust
 
+from app import consumer
 from app.recovery import SeekBeforeResumeTableManager
 from app.settings import Settings, load_settings
 
@@ -41,6 +42,7 @@ def create_app(config: Settings) -> faust.App:
         # committed offsets then crawl, one per commit (app/recovery.py).
         TableManager=SeekBeforeResumeTableManager,
     )
+    consumer.install(app)  # Faust's fetch can take, and so lose, a batch of paused partitions
     if config.faust_metrics:
         from app import metrics
 

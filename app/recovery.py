@@ -13,6 +13,20 @@ processed (tests/faults/test_restart.py: about 480 duplicates on 3 of 4 partitio
 
 Seeking while the partitions are still paused leaves no record of theirs in flight:
 they resume from exactly the offsets the seek set.
+
+A second fault lives in the same seek. aiokafka's ``seek_to_committed`` moves only
+partitions whose committed offset is above 0; a partition the group has never
+committed keeps its fetch position. But that position may already be past records
+this worker never processed: ``Consumer.on_partitions_assigned`` marks every
+assigned partition active before the app pauses them, the consumer thread returns
+a batch for them in that window, and ``Consumer.getmany`` drops it, because the
+partitions are paused by the time it looks. A partition with a committed offset is
+sought back and loses nothing; one without loses that batch for good. Pending
+webhook retries on a never-committed partition of ``webhooks-retry-1`` were lost
+this way after a restart (``tests/faults/test_webhooks_restart.py`` failed 5 of 7
+runs with this and app/consumer.py's fault), and a fresh group's first clicks are
+exposed the same way. Such partitions are sought to the
+log start, which is where ``consumer_auto_offset_reset = "earliest"`` reads from.
 """
 
 from __future__ import annotations
@@ -41,10 +55,11 @@ class SeekBeforeResumeRecovery(Recovery):
             self.log.warning("Recovery rebalancing again: generation %r, not %r", self.app.consumer_generation_id,
                              generation_id)
             return
+        streams = {tp for tp in assignment if not self._is_changelog_tp(tp)}
         if assignment:
             self.log.info("Seek stream partitions to committed offsets.")
-            await self._wait(consumer.perform_seek(), timeout=self.app.conf.broker_request_timeout)
-        consumer.resume_partitions({tp for tp in assignment if not self._is_changelog_tp(tp)})  # after the seek
+            await self._wait(self._seek_streams(streams), timeout=self.app.conf.broker_request_timeout)
+        consumer.resume_partitions(streams)  # after the seek
         self.completed.set()
         self.app.flow_control.resume()
         consumer.resume_flow()
@@ -54,6 +69,15 @@ class SeekBeforeResumeRecovery(Recovery):
             self.tables.on_standbys_ready()
         self.app.on_rebalance_end()
         self.log.info("Worker ready")
+
+    async def _seek_streams(self, streams: set) -> None:
+        """Each stream partition to its committed offset, or to the log start if it has none."""
+        consumer = self.app.consumer
+        await consumer.perform_seek()  # also sets the read and committed offsets Faust keeps
+        never_committed = sorted(tp for tp in streams if not consumer._committed_offset[tp])
+        if never_committed:
+            starts = await consumer.earliest_offsets(*never_committed)
+            await consumer.seek_wait({tp: starts[tp] for tp in never_committed})
 
 
 class SeekBeforeResumeTableManager(TableManager):

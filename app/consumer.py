@@ -1,0 +1,50 @@
+"""Faust's Kafka consumer, fetching only for the partitions that are active when a fetch is asked for.
+
+Faust hands its *live* set of active partitions to the consumer thread, which then
+waits up to a second in aiokafka's ``Fetcher.fetched_records(partitions)``. When
+table recovery pauses the last active partitions meanwhile (the changelogs, once
+they are read), the set becomes empty, and aiokafka reads an empty set as "every
+partition": it returns, and takes out of its buffer, a batch of every paused stream
+partition. ``Consumer.getmany`` (faust/transport/consumer.py) then skips those
+records because the partitions are paused, and their fetch positions have moved
+past records nobody processed. Recovery's seek has already run by then, so they
+are gone until the next rebalance: pending webhook retries were lost after a
+restart in 3 of 6 runs of ``tests/faults/test_webhooks_restart.py``, with
+app/recovery.py's seek already in place.
+
+:class:`SnapshotFetchConsumer` gives the thread a copy of the set, and an empty
+copy fetches nothing. A batch still in flight when its partition is paused is
+dropped as before; every pause happens in a rebalance, whose recovery seeks the
+partition back (app/recovery.py).
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Set
+
+import faust
+from faust.transport import by_url
+from faust.transport.drivers import aiokafka as aiokafka_driver
+from faust.types import TP
+
+
+class SnapshotFetchConsumer(aiokafka_driver.Consumer):
+    async def _getmany(self, active_partitions: Optional[Set[TP]], timeout: float):
+        if active_partitions is None:  # a client-only app: every partition
+            return await super()._getmany(None, timeout)
+        snapshot = frozenset(active_partitions)  # the live set changes while the thread waits
+        if not snapshot:
+            return {}  # aiokafka would read "no partitions" as "all partitions"
+        return await super()._getmany(snapshot, timeout)
+
+
+class Transport(aiokafka_driver.Transport):
+    """The aiokafka transport (``kafka://``, ``aiokafka://``) with :class:`SnapshotFetchConsumer`."""
+
+    Consumer = SnapshotFetchConsumer
+
+
+def install(app: faust.App) -> None:
+    """Use :class:`Transport` where the broker URL selects Faust's aiokafka transport."""
+    if by_url(app.conf.broker_consumer[0]) is aiokafka_driver.Transport:
+        app.transport = Transport(app.conf.broker_consumer, app)
