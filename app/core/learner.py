@@ -1,4 +1,4 @@
-"""The online learner: k chosen from the data, robust scaling, River KMeans online, ADWIN.
+"""The online learner: segments and their number from the data, robust scaling, online updates, ADWIN.
 
 One learner holds the single global model. It learns from sampled user feature
 vectors and keeps the latest vector of each of the most recent users (at most
@@ -8,14 +8,20 @@ user counts once.
 Fits. The first fit comes once ``min_users`` distinct users have a sample; the
 model is refitted each time that number doubles, until ``warmup`` users (so a
 small site gets a model early, and a big one a better one soon after). A fit
-chooses the scaling and the features (:mod:`app.core.scaling`), then k
-(:mod:`app.core.selection`; ``n_clusters="auto"``, or a fixed number), and seeds
-River's KMeans with the chosen centroids. Between fits River learns online
-(``learn_one`` on the sample scaled with the frozen scaling) and a snapshot is
-published every ``publish_every`` samples.
+chooses the scaling and the features (:mod:`app.core.scaling`), then the model:
 
-After the warm-up the model is refitted on the latest users every ``refit_every``
-samples, as they gain evidence.
+- ``algorithm="Mixture"`` (the default): a mixture with per-segment spreads, point
+  masses and missing values (:mod:`app.core.mixture`), grown top-down with k by BIC
+  (``n_clusters="auto"``) or at a fixed k. Between fits, River's KMeans rule moves the
+  mean of the segment the mixture assigns each sample to
+  (:class:`~app.core.river_mixture.MixtureKMeans`);
+- ``algorithm="KMeans"``: k-means, k by :mod:`app.core.selection` or fixed, seeding
+  River's KMeans, which then learns online;
+- any other River clusterer learns online from the first fit on.
+
+Between fits the model learns from each sample scaled with the frozen scaling, and a
+snapshot is published every ``publish_every`` samples. After the warm-up the model is
+refitted on the latest users every ``refit_every`` samples, as they gain evidence.
 
 Drift: ADWIN watches each sample's distance to the model of the last warm-up or drift
 fit, and each feature's mean (:class:`~app.core.fit_monitor.FitMonitor`; periodic refits
@@ -25,15 +31,17 @@ more than ``drift_tolerance`` worse, or a feature's mean moved, the learner coll
 version and reports a :class:`DriftEvent`. Detections within ``drift_cooldown`` samples
 of a fit are ignored.
 
-Refits keep the segments they can: with the same k, Lloyd steps from the previous
-centroids are kept unless a fresh fit is better by more than ``refit_continuity``
-(:func:`~app.core.selection.continue_fit`).
+Refits keep the segments they can. A mixture refit at the same k is continued by EM from
+the current model's labels, and kept unless a fresh fit is better by more than
+``refit_continuity`` per user; k-means is continued by Lloyd steps from the previous
+centroids under the same rule (:func:`~app.core.selection.continue_fit`).
 
-Segment ids. After every refit, new centroids are matched to the old ones
-(Hungarian assignment on centroid distance, in the new scaling); a match farther
-than ``match_distance`` is refused. A matched centroid keeps its id, any other
-gets a new id, and an id is never reused; segments without a match are retired
-(the segmenter moves their members, with reason ``segment_retired``).
+Segment ids. After a refit, each new segment inherits the id of the old segment it
+shares the most fit-sample users with (Hungarian assignment on the Jaccard index, at
+least ``MATCH_OVERLAP``); k-means centroids are matched on centroid distance in the new
+scaling instead, refused beyond ``match_distance``. Any other segment gets a new id, an
+id is never reused, and segments without a match are retired (the segmenter moves
+their members, with reason ``segment_retired``).
 
 RFM cut points do not wait for clusters: :meth:`Learner.learn_rfm` publishes as soon as
 they exist and every ``publish_every`` buyers' samples after, an RFM-only snapshot (no

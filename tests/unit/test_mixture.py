@@ -8,7 +8,7 @@ import warnings
 import numpy as np
 import pytest
 
-from app.core.mixture import Mixture, choose_k, find_atoms, grow, redundancy_weights, refine
+from app.core.mixture import Mixture, atom_redundancy_weights, choose_k, find_atoms, grow, redundancy_weights, refine
 from app.core.selection import adjusted_rand, kmeans
 
 
@@ -120,3 +120,35 @@ def test_a_constant_column_has_no_redundancy_and_raises_no_warning():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert redundancy_weights(z) == pytest.approx(np.ones(3))
+
+
+def test_atoms_that_say_one_thing_count_about_as_one():
+    """ "Never bought" is an atom of three funnel ratios at once; it must not vote three times."""
+    rng = np.random.default_rng(5)
+    never = rng.random(800) < 0.4
+    ratios = [np.where(never, 0.0, rng.uniform(0.1, 1.0, 800)) for _ in range(3)]
+    device = np.where(rng.random(800) < 0.3, 1.0, rng.uniform(0.0, 0.9, 800))  # an atom of its own
+    z = np.column_stack([*ratios, device])
+    atom_features, atom_values = find_atoms(z)
+    assert atom_features.tolist() == [0, 1, 2, 3] and atom_values.tolist() == [0.0, 0.0, 0.0, 1.0]
+    weights = atom_redundancy_weights(z, atom_features, atom_values)
+    assert weights[:3] == pytest.approx(np.full(3, 1 / np.sqrt(3)), abs=0.01)
+    assert weights[3] == pytest.approx(1.0, abs=0.05)
+
+
+def test_atoms_of_one_feature_exclude_each_other_and_keep_their_weight():
+    rng = np.random.default_rng(6)
+    z = rng.choice([0.0, 1.0, 0.5], size=(600, 1), p=[0.4, 0.4, 0.2])
+    atom_features, atom_values = find_atoms(z)
+    assert len(atom_values) == 2
+    assert atom_redundancy_weights(z, atom_features, atom_values) == pytest.approx(np.ones(2))
+
+
+def test_a_snapshot_from_before_atom_weights_weighs_each_atom_as_its_feature():
+    z, _ = _audiences(np.random.default_rng(7), 300)
+    z[:100, 1] = 0.0
+    model = grow(z, k_max=3, rng=np.random.default_rng(0), stop_early=False)[3].mixture
+    old = model.to_dict()
+    del old["atom_weights"]
+    restored = Mixture.from_dict(old)
+    assert restored.atom_weights.tolist() == model.feature_weights[model.atom_features].tolist()
