@@ -22,7 +22,6 @@ from functools import lru_cache
 from typing import Annotated, Any, Literal, Union
 
 import msgspec
-import orjson
 from msgspec import Meta
 
 CONTRACT_VERSION = 1
@@ -46,6 +45,12 @@ MAX_EVENTS_PER_MESSAGE = 1_000
 MAX_ID_CHARS = 256
 MAX_TEXT_CHARS = 2_048
 MAX_TRAITS = 32
+# Amounts (``value``, ``dwell_ms``) up to 10^15: a sum over a billion such events still
+# fits a float with room to spare, where two values of 1e308 made ``monetary`` infinite.
+MAX_AMOUNT = 1e15
+# Integer traits are 64-bit: the state's encoding holds no more (2**70 crashed the encoder).
+MIN_INT, MAX_INT = -(2**63), 2**63 - 1
+_MAX_FLOAT = 1.7976931348623157e308
 # Epoch numbers below this are seconds (up to 5138-11-16), at or above it milliseconds
 # (from 1973-03-03T09:46:40Z on): the rule in parse_ts's docstring.
 _MS_THRESHOLD = 1e11
@@ -59,7 +64,8 @@ class InvalidEvent(ValueError):
 
 
 _Id = Annotated[str, Meta(max_length=MAX_ID_CHARS)]
-_TraitValue = Union[_Id, int, float, bool, None]
+_TraitValue = Union[_Id, Annotated[int, Meta(ge=MIN_INT, le=MAX_INT)],
+                    Annotated[float, Meta(ge=-_MAX_FLOAT, le=_MAX_FLOAT)], bool, None]  # fmt: skip
 
 
 class ClickEvent(msgspec.Struct, gc=False):
@@ -75,12 +81,12 @@ class ClickEvent(msgspec.Struct, gc=False):
     ts: Union[str, float]  # a str only inside decode_message, which converts it
     event_id: _Id | None = None
     session_id: _Id | None = None
-    value: Annotated[float, Meta(ge=0.0)] | None = None
+    value: Annotated[float, Meta(ge=0.0, le=MAX_AMOUNT)] | None = None
     device: Literal["mobile", "desktop", "tablet", "other"] | None = None
     page: Annotated[str, Meta(max_length=MAX_TEXT_CHARS)] | None = None
     category: _Id | None = None
     scroll_depth: Annotated[float, Meta(ge=0.0, le=1.0)] | None = None
-    dwell_ms: Annotated[float, Meta(ge=0.0)] | None = None
+    dwell_ms: Annotated[float, Meta(ge=0.0, le=MAX_AMOUNT)] | None = None
     traits: Annotated[dict[Annotated[str, Meta(max_length=64)], _TraitValue], Meta(max_length=MAX_TRAITS)] | None = None
     consent: bool | None = None
 
@@ -97,6 +103,8 @@ class ClickEvent(msgspec.Struct, gc=False):
 _FAST_DECODER = msgspec.json.Decoder(
     Union[Annotated[list[ClickEvent], Meta(max_length=MAX_EVENTS_PER_MESSAGE)], ClickEvent]
 )
+_ANY_JSON = msgspec.json.Decoder()  # the slow path's parser: any JSON, integers exact
+_EMPTY_ARRAY = f"empty array: a message holds 1 to {MAX_EVENTS_PER_MESSAGE} events"
 
 
 @dataclass(slots=True)
@@ -145,6 +153,8 @@ def decode_message(
     except msgspec.DecodeError:
         return decode_slowly(raw, latest, min_event_time=min_event_time)
     events = doc if type(doc) is list else [doc]
+    if not events:
+        return DecodedMessage(rejects=[Reject(_EMPTY_ARRAY, raw)])
     for event in events:
         try:
             ts = parse_ts(event.ts)
@@ -160,8 +170,8 @@ def decode_slowly(raw: bytes, latest_ts: float, *, min_event_time: float | None 
     """Decode with :func:`parse_event`, event by event, giving every reject its reason."""
     out = DecodedMessage()
     try:
-        doc = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
+        doc = _ANY_JSON.decode(raw)  # msgspec, not orjson: orjson reads 2**70 as a float
+    except msgspec.DecodeError as exc:
         out.rejects.append(Reject(f"not JSON: {exc}", raw))
         return out
     if isinstance(doc, dict):
@@ -170,6 +180,8 @@ def decode_slowly(raw: bytes, latest_ts: float, *, min_event_time: float | None 
         except InvalidEvent as exc:
             out.rejects.append(Reject(str(exc), raw))
     elif isinstance(doc, list):
+        if not doc:
+            out.rejects.append(Reject(_EMPTY_ARRAY, raw))
         if len(doc) > MAX_EVENTS_PER_MESSAGE:
             out.rejects.append(
                 Reject(f"array holds {len(doc)} events, over the limit of {MAX_EVENTS_PER_MESSAGE}", raw)
@@ -181,7 +193,7 @@ def decode_slowly(raw: bytes, latest_ts: float, *, min_event_time: float | None 
                     raise InvalidEvent(f"array item is {_json_kind(item)}, not an event object")
                 out.events.append(parse_event(item, latest_ts=latest_ts, min_event_time=min_event_time))
             except InvalidEvent as exc:
-                out.rejects.append(Reject(str(exc), orjson.dumps(item), index))
+                out.rejects.append(Reject(str(exc), msgspec.json.encode(item), index))  # exact integers too
     else:
         out.rejects.append(Reject(f"message is {_json_kind(doc)}, not an event object or array", raw))
     return out
@@ -238,16 +250,16 @@ def parse_event(
         raise _bad_text("category", MAX_ID_CHARS)
     value, scroll_depth, dwell_ms = get("value"), get("scroll_depth"), get("dwell_ms")
     if value is not None:
-        if type(value) not in _NUMBERS or not 0.0 <= value < math.inf:
-            raise _bad_number("value", value, 0.0, math.inf)
+        if type(value) not in _NUMBERS or not 0.0 <= value <= MAX_AMOUNT:
+            raise _bad_number("value", value, 0.0, MAX_AMOUNT)
         value = float(value)
     if scroll_depth is not None:
         if type(scroll_depth) not in _NUMBERS or not 0.0 <= scroll_depth <= 1.0:
             raise _bad_number("scroll_depth", scroll_depth, 0.0, 1.0)
         scroll_depth = float(scroll_depth)
     if dwell_ms is not None:
-        if type(dwell_ms) not in _NUMBERS or not 0.0 <= dwell_ms < math.inf:
-            raise _bad_number("dwell_ms", dwell_ms, 0.0, math.inf)
+        if type(dwell_ms) not in _NUMBERS or not 0.0 <= dwell_ms <= MAX_AMOUNT:
+            raise _bad_number("dwell_ms", dwell_ms, 0.0, MAX_AMOUNT)
         dwell_ms = float(dwell_ms)
     device = get("device")
     if device is not None and (type(device) is not str or device not in DEVICES):
@@ -379,6 +391,8 @@ def _check_traits(raw: Any) -> None:
             raise InvalidEvent(f"field 'traits.{key}': must be a string, number, boolean or null")
         if type(value) is str and len(value) > MAX_ID_CHARS:
             raise InvalidEvent(f"field 'traits.{key}': at most {MAX_ID_CHARS} characters")
+        if type(value) is int and not MIN_INT <= value <= MAX_INT:
+            raise InvalidEvent(f"field 'traits.{key}': integers are 64-bit (at most {MAX_INT})")
 
 
 def _json_kind(value: Any) -> str:

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import hashlib
 import subprocess
 from collections import Counter
 
+import msgspec
 import orjson
 import pytest
 
@@ -63,7 +65,7 @@ def test_bad_messages_go_to_the_dead_letter_topic_and_good_ones_are_processed(st
     }
     expected = {
         positions[1]: ("not JSON", None),
-        positions[2]: ("field 'value': must be a number >= 0", None),
+        positions[2]: ("field 'value': must be a number between 0", None),
         positions[3]: ("field 'user_id'", 1),
         positions[4]: ("too far in the future", None),
     }
@@ -83,6 +85,37 @@ def test_bad_messages_go_to_the_dead_letter_topic_and_good_ones_are_processed(st
     # three valid events dated 2026-01-01: months before now, all in the last bucket but +Inf
     assert 'segstream_event_lag_seconds_bucket{le="86400.0"} 0.0' in text
     assert 'segstream_event_lag_seconds_bucket{le="+Inf"} 3.0' in text
+
+
+def test_poison_messages_are_dead_letters_that_fit_and_their_batch_is_processed(start_worker):
+    """Each of these once crashed the clicks agent or vanished, and took its neighbours' work with it."""
+    worker = start_worker()
+    good = {"user_id": "good-1", "type": "page_view", "ts": 1767225600, "event_id": "g1"}
+    huge = orjson.dumps({"user_id": "huge", "type": "page_view", "ts": 1767225600, "page": "p" * 900_000})
+    poison = [
+        (b"huge", huge),  # invalid (page too long) and under max_message_bytes
+        (b"big-int", msgspec.json.encode({"user_id": "big-int", "type": "identify", "ts": 1767225600,
+                                          "traits": {"n": 2**70}})),  # fmt: skip
+        (b"overflow", orjson.dumps({"user_id": "overflow", "type": "purchase", "ts": 1767225600, "value": 1e308})),
+        (b"empty", b"[]"),
+    ]
+    messages = [(b"good-1", orjson.dumps(good)), *poison, (b"good-2", orjson.dumps({**good, "user_id": "good-2"}))]
+    positions = asyncio.run(produce(worker.topic("clicks"), messages))
+    wait_until_consumed(worker, worker.topic("clicks"))
+    records = asyncio.run(read_all(worker.topic("clicks-dlq")))
+    letters = {(orjson.loads(r.value)["source"]["partition"], orjson.loads(r.value)["source"]["offset"]):
+               (orjson.loads(r.value), len(r.value)) for r in records}  # fmt: skip
+    reasons = {positions[1]: "field 'page'", positions[2]: "field 'traits.n': integers are 64-bit",
+               positions[3]: "field 'value'", positions[4]: "empty array"}  # fmt: skip
+    assert set(letters) == set(reasons)
+    for position, reason in reasons.items():
+        assert reason in letters[position][0]["reason"]
+    big, size = letters[positions[1]]
+    assert size < 256 * 1024 and big["payload_bytes"] == len(huge)
+    assert big["payload_sha256"] == hashlib.sha256(huge).hexdigest()
+    stored = {r.key for r in asyncio.run(read_all(worker.changelog, idle_s=1.0))}
+    assert {b"good-1", b"good-2"} <= stored and not stored & {key for key, _ in poison}
+    assert not worker.errors(), worker.errors()
 
 
 def test_same_file_gives_same_changes_through_kafka_and_replay(start_worker, tmp_path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import msgspec
 import orjson
 import pytest
 from hypothesis import given, settings
@@ -155,7 +156,11 @@ def test_unknown_type_is_accepted_as_custom():
         ({"user_id": None}, "field 'user_id'"),
         ({"user_id": 7}, "field 'user_id'"),
         ({"type": ""}, "field 'type'"),
-        ({"value": -1}, "field 'value': must be a number >= 0"),
+        ({"value": -1}, "field 'value': must be a number between 0 and 1e\\+15"),
+        ({"value": 1e308}, "field 'value': must be a number between 0 and 1e\\+15"),
+        ({"dwell_ms": 1e16}, "field 'dwell_ms'"),
+        ({"traits": {"n": 2**70}}, "field 'traits.n': integers are 64-bit"),
+        ({"traits": {"n": -(2**63) - 1}}, "field 'traits.n': integers are 64-bit"),
         ({"value": "3"}, "field 'value'"),
         ({"scroll_depth": 1.5}, "field 'scroll_depth': must be a number between 0 and 1"),
         ({"dwell_ms": -5}, "field 'dwell_ms'"),
@@ -181,6 +186,12 @@ def test_message_that_is_not_json_or_not_an_object():
     assert decode_message(b"{oops", now=NOW).rejects[0].reason.startswith("not JSON")
     assert "not an event object or array" in decode_message(b'"hello"', now=NOW).rejects[0].reason
     assert decode_message(None, now=NOW).rejects[0].reason == "empty message (null value)"
+
+
+def test_an_empty_array_is_a_dead_letter_not_silence():
+    decoded = decode_message(b"[]", now=NOW)
+    assert decoded.events == [] and decoded.rejects[0].reason.startswith("empty array")
+    assert [r.reason for r in decode_slowly(b"[ ]", NOW).rejects] == [r.reason for r in decoded.rejects]
 
 
 def test_oversized_message_is_rejected_whole():
@@ -255,7 +266,7 @@ _texts = st.one_of(
     st.sampled_from(["", "x" * 64, "x" * 65, "é" * 256, "😀" * 257, "x" * 2_048, "x" * 2_049]),
 )
 _numbers = st.one_of(
-    st.integers(min_value=-10, max_value=2**60),
+    st.integers(min_value=-(2**70), max_value=2**70),
     st.floats(allow_nan=False, allow_infinity=False),
     st.sampled_from([0, 1, 0.5, 1.0000001, -0.0, -1, -1e-9, NOW, NOW * 1000, NOW * 1000 + 0.5, 946_684_799.0,
                      MAY_1997, MAY_1997 * 1000, FLOOR, FLOOR - 0.001, 99_999_999_999, 100_000_000_000]),
@@ -269,7 +280,9 @@ def _edges(limit: int) -> list[str]:
 
 
 _trait_edges = [{f"k{i}": i for i in range(32)}, {f"k{i}": i for i in range(33)}, {"k" * 64: 1}, {"k" * 65: 1},
-                {"a": "x" * 256}, {"a": "x" * 257}, {"a": [1]}, {"a": {"b": 1}}, {"a": None}, {}]  # fmt: skip
+                {"a": "x" * 256}, {"a": "x" * 257}, {"a": [1]}, {"a": {"b": 1}}, {"a": None}, {},
+                {"a": 2**63 - 1}, {"a": 2**63}, {"a": -(2**63)}, {"a": -(2**63) - 1}, {"a": 2**70},
+                {"a": 1e308}, {"a": -1e308}]  # fmt: skip
 _field_edges = {
     "user_id": _edges(256), "type": _edges(64), "event_id": _edges(256), "session_id": _edges(256),
     "page": _edges(2_048), "category": _edges(256), "traits": _trait_edges,
@@ -277,7 +290,8 @@ _field_edges = {
            "1997-05-14T09:30:00Z", "1970-01-01T00:00:00Z", "1969-12-31T23:59:59.999Z", "1900-01-01T00:00:00+00:00",
            "2019-12-31T23:59:59.999+00:00", "2020-01-01T00:00:00Z", 0, -0.0, -1, MAY_1997, MAY_1997 * 1000,
            100_000_000_000, FLOOR, FLOOR - 0.001, FLOOR * 1000],
-    "value": [0, -0.0, -1e-300, 1e308], "scroll_depth": [0, 1, 1.0000001, -0.0], "dwell_ms": [0, -1],
+    "value": [0, -0.0, -1e-300, 1e15, 1.0000000000000002e15, 2**70, 1e308],
+    "scroll_depth": [0, 1, 1.0000001, -0.0], "dwell_ms": [0, -1, 1e15, 1e16],
 }  # fmt: skip
 _field_values = {
     name: st.one_of(st.sampled_from(_field_edges.get(name, [None])), _scalars)
@@ -301,7 +315,7 @@ _messages = st.one_of(_events, st.lists(st.one_of(_events, _scalars), max_size=4
 
 
 def _assert_both_decoders_agree(doc, min_event_time: float | None = None) -> None:
-    raw = orjson.dumps(doc)
+    raw = msgspec.json.encode(doc)  # orjson cannot write an integer beyond 64 bits
     fast = decode_message(raw, now=NOW, min_event_time=min_event_time)
     slow = decode_slowly(raw, NOW + 86_400.0, min_event_time=min_event_time)
     assert [e.to_dict() for e in fast.events] == [e.to_dict() for e in slow.events]

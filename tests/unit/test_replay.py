@@ -137,3 +137,23 @@ def test_replay_applies_the_min_event_time_setting(tmp_path, capsys, monkeypatch
     ]
     profiles = {p["user_id"]: p for p in read_jsonl(tmp_path / "out" / "profiles.jsonl")}
     assert (profiles["u1"]["features"]["frequency"], profiles["u1"]["features"]["monetary"]) == (1, 20.0)
+
+
+def test_replay_dead_letters_what_the_state_cannot_hold_and_keeps_the_rest(tmp_path, capsys):
+    """A 2**70 trait crashed replay when the profiles were written; 1e308 twice made monetary infinite."""
+    lines = [
+        b'{"user_id": "u1", "type": "identify", "ts": 1767225600, "traits": {"n": 1180591620717411303424}}',
+        b'{"user_id": "u2", "type": "purchase", "ts": 1767225601, "value": 1e308}',
+        b'{"user_id": "u2", "type": "purchase", "ts": 1767225602, "value": 1e308}',
+        b"[]",
+        b'{"user_id": "u3", "type": "purchase", "ts": 1767225603, "value": 12.5, "traits": {"n": 9223372036854775807}}',
+    ]
+    path = tmp_path / "poison.jsonl"
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    assert run(["replay", str(path), "--out", str(tmp_path / "out")]) == 0
+    assert "valid 1 · late 0 · duplicate 0 · dead letters 4" in capsys.readouterr().out
+    reasons = [letter["reason"] for letter in read_jsonl(tmp_path / "out" / "dlq.jsonl")]
+    assert [reason.split(":")[0] for reason in reasons] == ["field 'traits.n'", "field 'value'", "field 'value'",
+                                                             "empty array"]  # fmt: skip
+    (profile,) = read_jsonl(tmp_path / "out" / "profiles.jsonl")
+    assert profile["user_id"] == "u3" and profile["features"]["monetary"] == 12.5
