@@ -83,15 +83,37 @@ def replay(
     return stats
 
 
+def _load_model(path: Path) -> ModelSnapshot | None:
+    """The model in ``path`` (an earlier replay's model.json); None if that replay formed none."""
+    try:
+        doc = orjson.loads(path.read_bytes())
+    except OSError as exc:
+        raise ValueError(f"cannot read --model {path}: {exc.strerror}") from exc
+    except orjson.JSONDecodeError as exc:
+        raise ValueError(f"--model {path} is not JSON: {exc}") from exc
+    if doc is None:  # the replay that wrote it had too few users with evidence for a model
+        print(f"segstream replay: --model {path} holds no model (its replay formed none); learning from scratch",
+              file=sys.stderr)  # fmt: skip
+        return None
+    try:
+        return ModelSnapshot.from_dict(doc)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"--model {path} is not a segstream model: {type(exc).__name__}: {exc}") from exc
+
+
 def run(args: argparse.Namespace) -> int:
     from app.main import settings
 
     if not args.file.is_file():
         print(f"segstream replay: no such file: {args.file}", file=sys.stderr)
         return 2
-    model = ModelSnapshot.from_dict(orjson.loads(args.model.read_bytes())) if args.model else None
+    try:
+        model = _load_model(args.model) if args.model else None
+    except ValueError as exc:
+        print(f"segstream replay: {exc}", file=sys.stderr)
+        return 2
     if args.no_learn and model is None:
-        print("segstream replay: --no-learn needs --model", file=sys.stderr)
+        print("segstream replay: --no-learn needs --model, with a model in it", file=sys.stderr)
         return 2
     pipeline = EmbeddedPipeline(
         settings.engine, model=model, learn=not args.no_learn, min_event_time=settings.min_event_time

@@ -157,3 +157,19 @@ def test_replay_dead_letters_what_the_state_cannot_hold_and_keeps_the_rest(tmp_p
                                                              "empty array"]  # fmt: skip
     (profile,) = read_jsonl(tmp_path / "out" / "profiles.jsonl")
     assert profile["user_id"] == "u3" and profile["features"]["monetary"] == 12.5
+
+
+def test_a_model_file_without_a_model_starts_fresh_and_a_broken_one_fails_clearly(clicks_file, tmp_path, capsys):
+    """A replay too small for a model writes ``null``; starting from it crashed with a TypeError."""
+    empty = tmp_path / "none.json"
+    empty.write_bytes(b"null")
+    assert run(["replay", str(clicks_file), "--out", str(tmp_path / "a"), "--model", str(empty)]) == 0
+    assert "holds no model" in capsys.readouterr().err
+    assert run(["replay", str(clicks_file), "--out", str(tmp_path / "b"), "--model", str(empty), "--no-learn"]) == 2
+    assert "--no-learn needs --model, with a model in it" in capsys.readouterr().err
+    broken = tmp_path / "broken.json"
+    broken.write_bytes(b'{"version": 3}')
+    assert run(["replay", str(clicks_file), "--out", str(tmp_path / "c"), "--model", str(broken)]) == 2
+    assert "is not a segstream model" in capsys.readouterr().err
+    assert run(["replay", str(clicks_file), "--out", str(tmp_path / "d"), "--model", str(tmp_path / "gone.json")]) == 2
+    assert "cannot read --model" in capsys.readouterr().err
