@@ -16,6 +16,7 @@ collector's batch costs only itself.
 from __future__ import annotations
 
 import math
+import sys
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from functools import lru_cache
@@ -50,7 +51,7 @@ MAX_TRAITS = 32
 MAX_AMOUNT = 1e15
 # Integer traits are 64-bit: the state's encoding holds no more (2**70 crashed the encoder).
 MIN_INT, MAX_INT = -(2**63), 2**63 - 1
-_MAX_FLOAT = 1.7976931348623157e308
+_MAX_FLOAT = sys.float_info.max
 # Epoch numbers below this are seconds (up to 5138-11-16), at or above it milliseconds
 # (from 1973-03-03T09:46:40Z on): the rule in parse_ts's docstring.
 _MS_THRESHOLD = 1e11

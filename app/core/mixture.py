@@ -260,15 +260,8 @@ def split_atoms(z: np.ndarray, atom_features: np.ndarray, atom_values: np.ndarra
 
 def redundancy_weights(z: np.ndarray, threshold: float = REDUNDANT) -> np.ndarray:
     """1 / sqrt(sum of r² over the features correlated with each by more than ``threshold``), r Spearman's."""
-    seen = np.isfinite(z)
-    centre = np.array([np.median(z[seen[:, j], j]) if seen[:, j].any() else 0.0 for j in range(z.shape[1])])
-    filled = np.where(seen, z, centre)  # unobserved at the median: they add no rank order
-    ranks = rankdata(filled, axis=0)
-    with np.errstate(invalid="ignore", divide="ignore"):  # a column with one value: no correlation, 0
-        r = np.nan_to_num(np.corrcoef(ranks, rowvar=False)) if z.shape[1] > 1 else np.ones((1, 1))
-    r = np.atleast_2d(r)
-    np.fill_diagonal(r, 1.0)
-    return 1.0 / np.sqrt(((r**2) * (np.abs(r) > threshold)).sum(axis=0))
+    # Unobserved values at the median: they add no rank order.
+    return _redundancy(rankdata(_filled(z, np.median), axis=0), threshold)
 
 
 def atom_redundancy_weights(z: np.ndarray, atom_features: np.ndarray, atom_values: np.ndarray,
@@ -276,15 +269,25 @@ def atom_redundancy_weights(z: np.ndarray, atom_features: np.ndarray, atom_value
     """Per atom, 1 / sqrt(sum of r² over the atoms it co-occurs with by more than ``threshold``), r Pearson's
     of the on-atom indicators (an unobserved feature at the indicator's mean: no evidence either way)."""
     _, on = split_atoms(z, atom_features, atom_values)
-    if on.shape[1] < 2:
-        return np.ones(on.shape[1])
-    seen = np.isfinite(on)
-    share = np.array([on[seen[:, a], a].mean() if seen[:, a].any() else 0.0 for a in range(on.shape[1])])
-    filled = np.where(seen, on, share)
-    with np.errstate(invalid="ignore", divide="ignore"):  # an atom every user sits on: no correlation, 0
-        r = np.atleast_2d(np.nan_to_num(np.corrcoef(filled, rowvar=False)))
+    return _redundancy(_filled(on, np.mean), threshold, positive_only=True)
+
+
+def _filled(values: np.ndarray, centre) -> np.ndarray:
+    """``values`` with each column's unobserved entries at ``centre`` of its observed ones (0 if none)."""
+    seen = np.isfinite(values)
+    centres = [centre(values[seen[:, j], j]) if seen[:, j].any() else 0.0 for j in range(values.shape[1])]
+    return np.where(seen, values, np.array(centres))
+
+
+def _redundancy(columns: np.ndarray, threshold: float, *, positive_only: bool = False) -> np.ndarray:
+    """1 / sqrt(sum of r² over the columns each correlates with by more than ``threshold``, itself included)."""
+    if columns.shape[1] < 2:
+        return np.ones(columns.shape[1])
+    with np.errstate(invalid="ignore", divide="ignore"):  # a column with one value: no correlation, 0
+        r = np.atleast_2d(np.nan_to_num(np.corrcoef(columns, rowvar=False)))
     np.fill_diagonal(r, 1.0)
-    return 1.0 / np.sqrt(((r**2) * (r > threshold)).sum(axis=0))
+    linked = r > threshold if positive_only else np.abs(r) > threshold
+    return 1.0 / np.sqrt(((r**2) * linked).sum(axis=0))
 
 
 def _weights(z: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
