@@ -46,7 +46,10 @@ _adopted_raw: bytes | None = None  # the published model bytes last looked at
 
 
 def _follow_published_model() -> set[str]:
-    """Adopt a newer published model; returns the segment ids it retired."""
+    """Adopt a newer published model; returns the segment ids it retired.
+
+    A new fit also starts the sweep that re-decides every user (:func:`_redecide`).
+    """
     global _adopted_raw
     if not settings.learn:
         return set()
@@ -57,7 +60,8 @@ def _follow_published_model() -> set[str]:
     snapshot = decode_model(raw)
     if engine.model is None or snapshot.version > engine.model.version:
         before = engine.model
-        engine.use_model(snapshot)
+        if engine.use_model(snapshot):
+            engine.sweep.start(user_states.user_ids())  # only the owned ones are re-decided
         metrics.observe_model(snapshot)
         log.info("predicting with model v%d (%d segments)", snapshot.version, len(snapshot.segment_ids))
         if before is not None:
@@ -65,14 +69,34 @@ def _follow_published_model() -> set[str]:
     return set()
 
 
+def _owned_partitions() -> set[int]:
+    """This worker's click partitions, which are its user states' (co-partitioned)."""
+    clicks_topic = clicks.get_topic_name()
+    return {tp.partition for tp in app.assignor.assigned_actives() if tp.topic == clicks_topic}
+
+
 async def _move_members_of_retired(retired: set[str], now: float) -> None:
     """Members of segments the new model retired move now, not at their next click."""
-    clicks_topic = clicks.get_topic_name()
-    owned = {tp.partition for tp in app.assignor.assigned_actives() if tp.topic == clicks_topic}
-    result = engine.retire(user_states.members_of(retired, owned), emitted_at=now)
+    result = engine.retire(user_states.members_of(retired, _owned_partitions()), emitted_at=now)
     if result.changes:
         await _publish(result)
         log.info("moved %d users out of retired segments %s", len(result.changes), sorted(retired))
+
+
+async def _redecide(now: float) -> None:
+    """The next users of the sweep after a new fit, re-decided under it (app/core/sweep.py)."""
+    if not engine.sweep:
+        return
+    owned = _owned_partitions()
+
+    def owned_state(user_id: str):
+        # The store also holds standby copies of other workers' users: those are not ours to move.
+        state = user_states.get(user_id)
+        return state if state is not None and state.applied is not None and state.applied[0] in owned else None
+
+    result = engine.redecide(owned_state, budget=settings.engine.segmenter.redecide_per_batch, emitted_at=now)
+    if result.changes:
+        await _publish(result)
 
 
 async def _decode(batch: Sequence[EventT], now: float, positions: list[tuple[int, int]]) -> list[ClickEvent]:
@@ -139,6 +163,7 @@ async def _segment_batch(batch: Sequence[EventT]) -> None:
     lags = now - np.fromiter((event.ts for event in events), float, len(events))
     metrics.event_lag_seconds.observe_many(lags)
     dashboard.observe_batch(lags)
+    await _redecide(now)
     if result.samples:
         # One message per batch: the learner reads [[vector | null, ts, rfm | null, user], ...].
         await model_samples.send(value=orjson.dumps([[s.vector, s.ts, s.rfm, s.user] for s in result.samples]))
@@ -180,9 +205,10 @@ async def _reindex() -> None:
     """
     engine.deadlines.clear()
     segment_sizes.clear()
-    clicks_topic = clicks.get_topic_name()  # its partitions are the user states' (co-partitioned)
-    owned = {tp.partition for tp in app.assignor.assigned_actives() if tp.topic == clicks_topic}
+    owned = _owned_partitions()
     scheduled = user_states.reindex(engine.deadlines, settings.engine.rules.triggers, owned, segment_sizes.count)
+    if engine.segmenter.clustered:  # users new to this worker may not have been re-decided under the newest fit
+        engine.sweep.start(user_states.user_ids())
     log.info("reindexed %d partitions: %d users with a pending trigger", len(owned), scheduled)
 
 
@@ -196,13 +222,16 @@ async def advance_idle_watermark() -> None:
     now = time.time()
     idle = {p for p, seen in last_click_at.items() if now - seen >= settings.idle_after_s}
     engine.watermark.set_idle(idle)
-    if now - max(last_click_at.values()) >= settings.idle_after_s:
+    quiet = now - max(last_click_at.values()) >= settings.idle_after_s
+    if quiet:
         # No clicks at all: the stream is complete up to its latest event, and event time
         # follows the wall clock, idle_after_s behind it.
         engine.watermark.advance_to(max(engine.watermark.max_ts, now - settings.idle_after_s))
     result = engine.fire_due(user_states.get, emitted_at=now)
     if result.triggers:
         await _publish(result)
+    if quiet:  # a stream that stopped still finishes re-deciding its users after a fit; no batch runs meanwhile
+        await _redecide(now)
 
 
 @app.on_partitions_revoked.connect

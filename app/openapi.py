@@ -65,6 +65,8 @@ _SELECTION = {
             "features": {"type": "array", "items": {"type": "string"}, "description": "the features the model reads"},
             "dropped": {"type": "object", "additionalProperties": {"type": "string"},
                         "description": "candidate features left out, with the reason"},
+            "fit_version": {"type": "integer", "description": "the model version this fit was first published as; "
+                            "later versions of one fit only move the segments' means"},
         }}],
 }
 _SEGMENTS = {

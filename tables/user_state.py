@@ -105,6 +105,10 @@ class UserStateCache:
             members.append((user_id, self._states.get(user_id) or UserState.from_record(record)))
         return members
 
+    def user_ids(self) -> list[str]:
+        """Every user in the local store, standby copies of other workers' partitions included."""
+        return [key.decode() for key in self._local().keys()]
+
     def clear(self) -> None:
         """Forget cached states (partitions moved): the table is the truth again."""
         self._states.clear()

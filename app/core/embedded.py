@@ -59,6 +59,7 @@ class EmbeddedPipeline:
             if learn
             else None
         )
+        self._redecide_per_batch = config.segmenter.redecide_per_batch
         if model is not None:
             self.engine.use_model(model)
 
@@ -94,15 +95,22 @@ class EmbeddedPipeline:
                 else:
                     out.models.append(item)
         if out.models:
-            before = self.engine.model
-            self.engine.use_model(out.models[-1])
-            if before is not None and set(before.segment_ids) - set(out.models[-1].segment_ids):
-                # Segments retired: their members move now, not at their next event.
-                self._collect(self.engine.retire(self.states.items(), emitted_at=now), out)
+            self._adopt(out.models[-1], out, now)
+        self._collect(self.engine.redecide(self.states.get, budget=self._redecide_per_batch, emitted_at=now), out)
+
+    def _adopt(self, model: ModelSnapshot, out: FeedResult, now: float) -> None:
+        before = self.engine.model
+        if self.engine.use_model(model):  # a new fit: every user is re-decided, a batch's share at a time
+            self.engine.sweep.start(self.states)
+        if before is not None and set(before.segment_ids) - set(model.segment_ids):
+            # Segments retired: their members move now, not at their next event.
+            self._collect(self.engine.retire(self.states.items(), emitted_at=now), out)
 
     def finish(self, *, now: float) -> FeedResult:
-        """End of input: fire the deadlines due by the last event time."""
+        """End of input: finish re-deciding users under the newest fit; fire the deadlines due by the last event time."""
         out = FeedResult()
+        # The input is complete: every user is re-decided under the final fit before the end.
+        self._collect(self.engine.redecide(self.states.get, budget=len(self.engine.sweep), emitted_at=now), out)
         self._collect(self.engine.finish(self.states.get, emitted_at=now), out)
         return out
 

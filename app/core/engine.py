@@ -39,6 +39,7 @@ from app.core.model import NEW_SEGMENT, ModelSnapshot
 from app.core.rulebook import Rulebook, RulesConfig
 from app.core.segmenter import Segmenter, SegmenterConfig, vector_reader
 from app.core.state import UserState
+from app.core.sweep import RefitSweep
 from app.core.watermark import Watermark
 
 CHANGE_SCHEMA = 1
@@ -116,14 +117,22 @@ class Engine:
             + [unless for _, unless in self._cancellers]
         )
         self.deadlines = DeadlineIndex()
+        self.sweep = RefitSweep()  # users to re-decide after a new fit (redecide)
 
     @property
     def model(self) -> ModelSnapshot | None:
         return self.segmenter.snapshot
 
-    def use_model(self, snapshot: ModelSnapshot) -> None:
-        if self.model is None or snapshot.version != self.model.version:
+    def use_model(self, snapshot: ModelSnapshot) -> bool:
+        """Predict with ``snapshot`` from now on; True when it is a new fit.
+
+        After a new fit the caller starts :attr:`sweep` over its users, so that
+        :meth:`redecide` moves those whom an earlier fit placed worse.
+        """
+        before = self.model
+        if before is None or snapshot.version != before.version:
             self.segmenter.use(snapshot)
+        return snapshot.refits(before)
 
     def process(
         self,
@@ -291,25 +300,51 @@ class Engine:
         ``segment_retired``, at the stream's latest event time, whatever the user's dwell.
         """
         result = BatchResult()
-        segmenter = self.segmenter
-        if not segmenter.clustered:
-            return result
-        known = set(segmenter.snapshot.segment_ids)
-        stale = [(user_id, state) for user_id, state in members
-                 if state.membership.segment not in known and state.membership.segment != NEW_SEGMENT]  # fmt: skip
-        if not stale:
-            return result
-        distances = segmenter.scores([self._vector(state.features) for _, state in stale])
-        emitted = format_ts(emitted_at)
-        latest = self.watermark.max_ts
-        for (user_id, state), row in zip(stale, distances, strict=True):
-            previous, features = state.membership.segment, state.features
-            ts = max(latest, features.last_ts) if math.isfinite(latest) else features.last_ts
-            segmenter.decide(state.membership, row, ts=ts, eligible=True)
-            snapshot = features.snapshot(features.last_ts, self.config.features)
-            result.changes.append(self._change(user_id, state, ts, previous, row, snapshot, emitted))
-            result.touched[user_id] = state
+        if self.segmenter.clustered:
+            known = set(self.segmenter.snapshot.segment_ids)
+            stale = [(user_id, state) for user_id, state in members
+                     if state.membership.segment not in known and state.membership.segment != NEW_SEGMENT]  # fmt: skip
+            self._redecide(stale, result, format_ts(emitted_at))
         return result
+
+    def redecide(
+        self, lookup: Callable[[str], UserState | None], *, budget: int, emitted_at: float = 0.0
+    ) -> BatchResult:
+        """Re-decide the next ``budget`` users of :attr:`sweep` under the current model.
+
+        A user moves by the same rules as at an event (``min_dwell_s``, and the new
+        segment clearly better), at the stream's latest event time; the change's reason
+        is ``model_refit``. A user in ``new`` with enough evidence enters, as at an event.
+        ``lookup`` returns None for users to leave alone (another worker's, or gone).
+        """
+        result = BatchResult()
+        if self.segmenter.clustered and self.sweep:
+            users = [(user_id, state) for user_id in self.sweep.take(budget) if (state := lookup(user_id)) is not None]
+            self._redecide(users, result, format_ts(emitted_at), reason="model_refit")
+        return result
+
+    def _redecide(
+        self, users: list[tuple[str, UserState]], result: BatchResult, emitted: str, *, reason: str | None = None
+    ) -> None:
+        """Decide ``users`` again without an event of theirs; the movers go into ``result``."""
+        segmenter, latest = self.segmenter, self.watermark.max_ts
+        points = []
+        for user_id, state in users:
+            features, member = state.features, state.membership
+            ts = max(latest, features.last_ts) if math.isfinite(latest) else features.last_ts
+            if segmenter.settled(member, ts) or (member.segment == NEW_SEGMENT and not self._has_evidence(features)):
+                continue
+            points.append((user_id, state, ts))
+        if not points:
+            return
+        scores = segmenter.scores([self._vector(state.features) for _, state, _ in points])
+        for (user_id, state, ts), row in zip(points, scores, strict=True):
+            previous, features = state.membership.segment, state.features
+            if segmenter.decide(state.membership, row, ts=ts, eligible=True) is None:
+                continue
+            snapshot = features.snapshot(features.last_ts, self.config.features)
+            result.changes.append(self._change(user_id, state, ts, previous, row, snapshot, emitted, reason=reason))
+            result.touched[user_id] = state
 
     def _fire_due(self, lookup, result: BatchResult, emitted: str, *, inclusive: bool = False) -> None:
         watermark = self.watermark.current
@@ -407,15 +442,16 @@ class Engine:
 
     def _change(
         self, user_id: str, state: UserState, ts: float, previous: str, distances: Any, snapshot: dict[str, Any],
-        emitted_at: str,
+        emitted_at: str, *, reason: str | None = None,
     ) -> dict[str, Any]:  # fmt: skip
+        """The segment-change event of a decision; ``reason`` names a move's cause when not an event."""
         member = state.membership
         model = self.model
         index = model.segment_ids.index(member.segment)
         if previous == NEW_SEGMENT:
             change, reason = "entered", "evidence"
         elif previous in model.segment_ids:
-            change, reason = "moved", "closer"
+            change, reason = "moved", reason or "closer"
         else:
             change, reason = "moved", "segment_retired"
         return {

@@ -258,8 +258,10 @@ class Learner:
             self._ids = self._match(previous, centroids, scaling)
         self._scaling, self._clusterer = scaling, clusterer
         self._fitted_at = self._samples
+        # fit_version: the version this fit is first published as (the next), so that every
+        # snapshot of one fit names it and a worker can tell a new fit from an online update.
         self._selection = {**selection, "k": len(centroids), "features": list(scaling.features),
-                           "dropped": dict(scaling.dropped)}  # fmt: skip
+                           "dropped": dict(scaling.dropped), "fit_version": self._version + 1}  # fmt: skip
         if watch or self._monitor is None:
             self._detected = None
             self._monitor_scaling = scaling

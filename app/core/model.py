@@ -88,6 +88,26 @@ class ModelSnapshot:
         """False for an RFM-only snapshot: cut points, but no cluster model yet."""
         return bool(self.centroids)
 
+    def refits(self, before: ModelSnapshot | None) -> bool:
+        """True when this snapshot's segments come from another fit than ``before``'s.
+
+        A fit chooses the scaling, the features and the segments anew; the snapshots
+        published between two fits only move the segments' means. After a new fit every
+        member is re-decided (:meth:`app.core.engine.Engine.redecide`).
+
+        >>> fit = ModelSnapshot(4, ("x",), (), (0.0,), (1.0,), ((0.0,), (2.0,)), ("c1", "c2"), ("a", "b"), 100, 0.0,
+        ...                     selection={"k": 2, "fit_version": 4})
+        >>> from dataclasses import replace
+        >>> update = replace(fit, version=5)
+        >>> fit.refits(None), update.refits(fit), replace(fit, version=6, selection={"fit_version": 6}).refits(update)
+        (True, False, True)
+        """
+        if not self.clustered:
+            return False
+        if before is None or not before.clustered:
+            return True
+        return _fit_version(self) != _fit_version(before)
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
@@ -143,6 +163,11 @@ def standardize(x: np.ndarray, mean: np.ndarray, std: np.ndarray, *, missing: fl
     """
     z = np.nan_to_num((x - mean) / std, nan=missing, posinf=missing, neginf=missing)
     return np.clip(z, -Z_CLIP, Z_CLIP, out=z)
+
+
+def _fit_version(snapshot: ModelSnapshot) -> Any:
+    # Snapshots from before fit_version existed all read as one fit: no re-decision for them.
+    return (snapshot.selection or {}).get("fit_version")
 
 
 def name_centroids(features: Sequence[str], centroids: Sequence[Sequence[float]]) -> list[str]:

@@ -55,6 +55,7 @@ class SegmenterConfig:
     min_odds: float = 4.0  # mixtures: a move needs the new segment this many times as likely
     min_dwell_s: float = 3_600.0  # event time in a segment before the next move
     sample_rate: float = 0.1  # share of user updates the learner sees
+    redecide_per_batch: int = 250  # users re-decided per batch after a new fit (app/core/sweep.py)
 
     def __post_init__(self) -> None:
         vector_reader(self.features)  # raises on unknown names
@@ -64,6 +65,8 @@ class SegmenterConfig:
             raise ValueError("min_odds must be at least 1")
         if not 0.0 <= self.sample_rate <= 1.0:
             raise ValueError("sample_rate must be in [0, 1]")
+        if self.redecide_per_batch < 1:
+            raise ValueError("redecide_per_batch must be at least 1")
 
 
 class Membership:

@@ -193,6 +193,48 @@ def test_members_of_a_retired_segment_move_at_once(messages, trained_model):
     assert not pipeline.engine.retire(pipeline.states.items()).changes  # nothing left to move
 
 
+def _relabelled(model, **changes):
+    """``model`` as a new fit whose segment ids name other segments than before (rotated)."""
+    ids, names = model.segment_ids, model.names
+    version = model.version + 2  # after an online update (+1) of the same fit
+    return replace(model, version=version, segment_ids=ids[1:] + ids[:1], names=names[1:] + names[:1],
+                   selection={**(model.selection or {}), "fit_version": version}, **changes)  # fmt: skip
+
+
+def test_a_new_fit_re_decides_users_who_send_nothing_more(messages, trained_model):
+    """Users placed by an earlier fit move under a new one without an event of theirs, a budget at a time."""
+    pipeline = EmbeddedPipeline(EngineConfig(), model=trained_model, learn=False)
+    pipeline.feed(messages, now=2e9)
+    engine = pipeline.engine
+    refit = _relabelled(trained_model)
+    assert not engine.use_model(replace(trained_model, version=trained_model.version + 1))  # an update, not a fit
+    assert engine.use_model(refit)
+    engine.sweep.start(pipeline.states)
+    first = engine.redecide(pipeline.states.get, budget=50, emitted_at=2e9)
+    assert 0 < len(first.touched) <= 50 and len(engine.sweep) == len(pipeline.states) - 50
+    rest = engine.redecide(pipeline.states.get, budget=len(engine.sweep), emitted_at=2e9)
+    moves = first.changes + rest.changes
+    assert {(c["change"], c["reason"], c["model_version"]) for c in moves} == {("moved", "model_refit", refit.version)}
+    scores = engine.segmenter.scores([engine._vector(state.features) for state in pipeline.states.values()])
+    best = {user: refit.segment_ids[row.argmin()] for user, row in zip(pipeline.states, scores, strict=True)}
+    assert all(pipeline.states[c["user_id"]].membership.segment == c["segment"] == best[c["user_id"]] for c in moves)
+    placed = [user for user, state in pipeline.states.items() if state.membership.segment != "new"]
+    # Every placed user moved, but those whose dwell or odds hold them where they are.
+    assert len(moves) >= 0.8 * len(placed), (len(moves), len(placed))
+    assert not engine.sweep and not engine.redecide(pipeline.states.get, budget=10).changes
+
+
+def test_a_replay_ends_with_every_user_re_decided_under_the_last_fit(messages, trained_model):
+    pipeline = EmbeddedPipeline(replace(EngineConfig(), segmenter=replace(EngineConfig().segmenter, redecide_per_batch=1)),
+                                model=trained_model, learn=False)  # fmt: skip
+    pipeline.feed(messages, now=2e9)
+    pipeline._adopt(_relabelled(trained_model), pipeline.feed([], now=2e9), 2e9)
+    assert len(pipeline.engine.sweep) == len(pipeline.states)
+    assert len(pipeline.feed([], now=2e9).changes) <= 1  # one user a batch
+    end = pipeline.finish(now=2e9)
+    assert {c["reason"] for c in end.changes} == {"model_refit"} and not pipeline.engine.sweep
+
+
 def _evidence_decisions(users: int) -> list:
     """Each user reaches evidence (5 events over 2 sessions) at their last event, one event per call."""
     from app.core.events import ClickEvent
