@@ -122,23 +122,10 @@ async def _decode(batch: Sequence[EventT], now: float, positions: list[tuple[int
     return valid
 
 
-async def _check_partitions() -> None:
-    """State, changes and clicks share partition numbers: their counts must match."""
-    producer = app.producer._ensure_producer()
-    for topic in (clicks.get_topic_name(), segment_changes.get_topic_name(), triggers.get_topic_name()):
-        found = len(await producer.partitions_for(topic))
-        if found != settings.partitions:
-            raise SystemExit(
-                f"segstream: topic {topic} has {found} partitions but SEGSTREAM_PARTITIONS is "
-                f"{settings.partitions}; they must match (the user-state changelog is co-partitioned)"
-            )
-
-
 @app.agent(clicks, concurrency=1)
 async def segment_users(stream):
     """Per batch: decode, fold into state, decide segments, write each touched user once."""
-    _load_model_file()
-    await _check_partitions()
+    _load_model_file()  # the partition counts were checked before the start (app/topics.py)
     async for batch in batches(stream, settings.batch_size, settings.batch_within_s, events=True):
         # The batch is acked when this body is left, a stop included: finish it first.
         await finish_before_cancel(_segment_batch(batch))

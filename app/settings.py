@@ -8,15 +8,16 @@
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import os
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from app.core.engine import EngineConfig
-from app.core.events import parse_min_event_time
+from app.core.events import MAX_MESSAGE_BYTES, parse_min_event_time
 from app.core.features import FeatureConfig
 from app.core.learner import LearnerConfig
 from app.core.rulebook import RFM_SEGMENTS, CustomTrigger, RulesConfig, TriggerConfig
@@ -25,6 +26,9 @@ from app.core.segmenter import SegmenterConfig
 from app.core.webhooks import Subscriber
 
 ENV_PREFIX = "SEGSTREAM_"
+# SEGSTREAM_* variables that are not settings: the config file's path, and the paths of
+# the development scripts (scripts/services, scripts/test-tools) and test artifacts.
+NOT_SETTINGS = frozenset({"SEGSTREAM_CONFIG", "SEGSTREAM_CACHE", "SEGSTREAM_STATE", "SEGSTREAM_ARTIFACTS"})
 
 
 @dataclass(frozen=True)
@@ -63,6 +67,7 @@ class Settings:
     learn: bool = True
     model_file: str = ""
     idle_after_s: float = 30.0  # no clicks for this long (wall time): the watermark advances anyway
+    start_timeout_s: float = 60.0  # at start: how long the worker waits for the broker and its topics
     log_level: str = "info"
     log_format: str = "text"  # "json": one JSON object a line (app/logs.py)
     faust_metrics: bool = True  # Faust's own Prometheus sensor (faust_* metrics) on /metrics
@@ -70,6 +75,70 @@ class Settings:
 
     def topic(self, name: str) -> str:
         return f"{self.topic_prefix}{name}"
+
+
+def _port(value: int) -> bool:
+    return 1 <= value <= 65_535
+
+
+def _positive(value: float) -> bool:
+    return value > 0
+
+
+def _at_least_1(value: int) -> bool:
+    return value >= 1
+
+
+def _not_negative(value: float) -> bool:
+    return value >= 0
+
+
+# The range of each numeric setting, checked at start: a value out of it stops the start-up.
+_RANGES: dict[str, tuple[Any, str]] = {
+    "redis_timeout_s": (_positive, "greater than 0"),
+    "profile_ttl_s": (_positive, "greater than 0"),
+    "api_port": (_port, "a TCP port, 1 to 65535"),
+    "web_port": (_port, "a TCP port, 1 to 65535"),
+    "webhook_timeout_s": (_positive, "greater than 0"),
+    "webhook_max_attempts": (_at_least_1, "at least 1"),
+    "webhook_backoff_s": (_not_negative, "0 or more"),
+    "webhook_backoff_max_s": (_not_negative, "0 or more"),
+    "partitions": (_at_least_1, "at least 1"),
+    "batch_size": (_at_least_1, "at least 1"),
+    "batch_within_s": (_positive, "greater than 0"),
+    "state_cache_users": (_at_least_1, "at least 1"),
+    # A larger message would not fit the producer's and the broker's default limit of 1 MiB.
+    "max_message_bytes": (lambda v: 1 <= v <= MAX_MESSAGE_BYTES, f"1 to {MAX_MESSAGE_BYTES} (Kafka's 1 MiB)"),
+    "max_future_s": (_not_negative, "0 or more"),
+    "idle_after_s": (_positive, "greater than 0"),
+    "start_timeout_s": (_positive, "greater than 0"),
+}
+_LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+
+
+def _check(values: Mapping[str, Any]) -> None:
+    """Stop the start-up on a value out of its range, naming the setting and the range."""
+    for name, (valid, text) in _RANGES.items():
+        if name in values and not valid(values[name]):
+            raise SystemExit(f"segstream: setting {name} must be {text}, got {values[name]!r}")
+    if values.get("log_format", "text") not in ("text", "json"):
+        raise SystemExit(f"segstream: setting log_format must be text or json, got {values['log_format']!r}")
+    if str(values.get("log_level", "info")).lower() not in _LOG_LEVELS:
+        raise SystemExit(f"segstream: setting log_level must be one of {', '.join(_LOG_LEVELS)}, "
+                         f"got {values['log_level']!r}")  # fmt: skip
+    if not str(values.get("store", "memory://")).startswith(("memory://", "rocksdb://")):
+        raise SystemExit(f"segstream: setting store must be memory:// or rocksdb://, got {values['store']!r}")
+
+
+def _check_names(env: Mapping[str, str], scalars: Collection[str]) -> None:
+    """Stop the start-up on a SEGSTREAM_* variable that names no setting: a typo would be ignored."""
+    known = {f"{ENV_PREFIX}{name.upper()}" for name in scalars} | NOT_SETTINGS
+    for variable in sorted(name for name in env if name.startswith(ENV_PREFIX) and name not in known):
+        # Matched without the prefix, which every name shares and would make any two look alike.
+        suffixes = {name.removeprefix(ENV_PREFIX): name for name in known}
+        close = difflib.get_close_matches(variable.removeprefix(ENV_PREFIX), sorted(suffixes), n=1, cutoff=0.6)
+        hint = f"; did you mean {suffixes[close[0]]}?" if close else ""
+        raise SystemExit(f"segstream: unknown setting {variable} in the environment{hint}")
 
 
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
@@ -88,6 +157,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     unknown = sorted(set(doc) - set(scalars))
     if unknown:
         raise SystemExit(f"segstream: unknown settings {unknown} in {path}")
+    _check_names(env, scalars)
     values: dict[str, Any] = {}
     for name, spec in scalars.items():
         raw = env.get(f"{ENV_PREFIX}{name.upper()}", doc.get(name))
@@ -102,11 +172,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         )
     except RuleError as exc:
         raise SystemExit(f"segstream: invalid rule in [rules]: {exc}") from None
-    if values.get("log_format", "text") not in ("text", "json"):
-        raise SystemExit(f"segstream: log_format must be text or json, got {values['log_format']!r}")
+    _check(values)
     values["webhooks"] = webhooks_config(subscribers, values.get("webhook_url", ""), values.get("webhook_secret", ""))
-    if values.get("webhook_max_attempts", 8) < 1:
-        raise SystemExit("segstream: webhook_max_attempts must be at least 1")
     return Settings(**values)
 
 

@@ -7,13 +7,17 @@ message reaches ``clicks-dlq`` instead of being skipped by the framework.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
+from collections.abc import Sequence
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError
 
 from app.main import app, settings
 from app.model_feed import bootstrap_servers
+
+log = logging.getLogger(__name__)
 
 # The worker creates each missing topic at start with these partition counts
 # (create_before_start; an existing topic is left as it is). internal=True lets Faust
@@ -45,7 +49,7 @@ ALL_TOPICS = (
 )  # fmt: skip
 
 
-async def create_before_start(timeout_s: float = 60.0) -> list[str]:
+async def create_before_start(co_partitioned: Sequence[str] = (), timeout_s: float | None = None) -> list[str]:
     """Create the missing topics, and wait until the broker's metadata lists them; returns those created.
 
     Run before the worker's consumer joins its group. Faust declares its topics just
@@ -53,9 +57,14 @@ async def create_before_start(timeout_s: float = 60.0) -> list[str]:
     missing from the assignor's metadata: the worker is then assigned none of its
     partitions ("Ignoring missing topic") until its next metadata refresh, minutes
     later. Seen on a freshly started broker.
+
+    Fatal problems stop the start here, with one line, before Faust starts: a broker
+    still unreachable after ``timeout_s``, and partition counts that do not match
+    ``settings.partitions`` on the co-partitioned topics (``co_partitioned`` adds the
+    tables' changelogs).
     """
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers(settings.broker))
-    await admin.start()
+    timeout_s = settings.start_timeout_s if timeout_s is None else timeout_s
+    admin = await _connect(timeout_s)
     try:
         existing = set(await admin.list_topics())
         missing = [topic for topic in ALL_TOPICS if topic.get_topic_name() not in existing]
@@ -69,6 +78,7 @@ async def create_before_start(timeout_s: float = 60.0) -> list[str]:
                     message = rest[0] if rest else ""
                     raise SystemExit(f"segstream: cannot create topic {name}: error {code} {message}")
         await _until_listed(admin, [topic.get_topic_name() for topic in ALL_TOPICS], timeout_s)
+        await _check_partitions(admin, co_partitioned)
     finally:
         await admin.close()
     return [topic.get_topic_name() for topic in missing]
@@ -82,3 +92,32 @@ async def _until_listed(admin: AIOKafkaAdminClient, names: list[str], timeout_s:
                 f"segstream: topics {sorted(unlisted)} not in the broker's metadata after {timeout_s:.0f} s"
             )
         await asyncio.sleep(0.2)
+
+
+async def _connect(timeout_s: float) -> AIOKafkaAdminClient:
+    """An admin client on the broker, retried until ``timeout_s``: a broker may still be starting."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers(settings.broker))
+        try:
+            await admin.start()
+            return admin
+        except KafkaConnectionError as exc:
+            await admin.close()
+            if time.monotonic() > deadline:
+                raise SystemExit(f"segstream: cannot reach the broker at {settings.broker} "
+                                 f"after {timeout_s:.0f} s: {exc}") from None  # fmt: skip
+            log.warning("broker %s not reachable yet (%s); retrying", settings.broker, exc)
+            await asyncio.sleep(1.0)
+
+
+async def _check_partitions(admin: AIOKafkaAdminClient, changelogs: Sequence[str]) -> None:
+    """Clicks, changes, triggers and the state changelogs share partition numbers: their counts must match."""
+    names = [topic.get_topic_name() for topic in (clicks, segment_changes, triggers)] + list(changelogs)
+    for described in await admin.describe_topics(names):
+        found = len(described["partitions"])
+        if described["error_code"] == 0 and found != settings.partitions:  # a changelog Faust has yet to create: 3
+            raise SystemExit(
+                f"segstream: topic {described['topic']} has {found} partitions but SEGSTREAM_PARTITIONS is "
+                f"{settings.partitions}; they must match (the user-state changelog is co-partitioned)"
+            )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+from pathlib import Path
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -22,6 +23,7 @@ def run(args: argparse.Namespace) -> int:
 
     level = args.loglevel or settings.log_level
     config = json_logging_config(level) if settings.log_format == "json" else None
+    _check_data_dir(settings.data_dir)
     _create_topics()
     worker = Worker(app, loglevel=level, logging_config=config)
     worker.execute_from_commandline()  # returns when the worker stops (SIGINT/SIGTERM)
@@ -39,11 +41,24 @@ def import_agents() -> None:
 
 def _create_topics() -> None:
     """Every topic exists, and the broker lists it, before the consumer joins its group."""
+    from app.main import app
     from app.topics import create_before_start
 
+    changelogs = [table.changelog_topic.get_topic_name() for table in app.tables.values()]
     # A loop of its own, never set as current: Faust's worker makes and runs the worker's loop.
     loop = asyncio.new_event_loop()
     try:
-        loop.run_until_complete(create_before_start())
+        loop.run_until_complete(create_before_start(changelogs))
     finally:
         loop.close()
+
+
+def _check_data_dir(path: str) -> None:
+    """The state directory must be writable: otherwise Faust fails later, with a traceback."""
+    probe = Path(path) / ".segstream-write-check"
+    try:
+        probe.parent.mkdir(parents=True, exist_ok=True)
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise SystemExit(f"segstream: data directory {path} is not writable: {exc.strerror or exc}") from None

@@ -41,6 +41,22 @@ def test_file_then_env(tmp_path):
         ("min_event_time = '2020-01-01T00:00:00'\n", {}, "setting min_event_time: .* has no UTC offset"),
         ("min_event_time = -1\n", {}, "setting min_event_time: '-1' is not on or after 1970-01-01"),
         ("min_event_time = 1577836800000\n", {}, "setting min_event_time: .* epoch milliseconds\\? give epoch seconds"),
+        # A mistyped variable would be ignored, and the default broker used: on a shared host, someone else's.
+        ("", {"SEGSTREAM_BROKR": "kafka://10.0.0.9:9092"}, "unknown setting SEGSTREAM_BROKR in the environment; "
+                                                            "did you mean SEGSTREAM_BROKER\\?"),
+        ("", {"SEGSTREAM_NOPE": "1"}, "unknown setting SEGSTREAM_NOPE in the environment$"),
+        ("", {"SEGSTREAM_PARTITIONS": "0"}, "setting partitions must be at least 1, got 0"),
+        ("", {"SEGSTREAM_BATCH_SIZE": "-5"}, "setting batch_size must be at least 1, got -5"),
+        ("", {"SEGSTREAM_REDIS_TIMEOUT_S": "-1"}, "setting redis_timeout_s must be greater than 0"),
+        ("", {"SEGSTREAM_REDIS_TIMEOUT_S": "nan"}, "setting redis_timeout_s must be greater than 0"),
+        ("", {"SEGSTREAM_WEB_PORT": "99999"}, "setting web_port must be a TCP port, 1 to 65535, got 99999"),
+        ("api_port = 0\n", {}, "setting api_port must be a TCP port"),
+        ("", {"SEGSTREAM_MAX_MESSAGE_BYTES": "5000000"}, "setting max_message_bytes must be 1 to 1048576"),
+        ("", {"SEGSTREAM_WEBHOOK_MAX_ATTEMPTS": "0"}, "setting webhook_max_attempts must be at least 1"),
+        ("", {"SEGSTREAM_IDLE_AFTER_S": "0"}, "setting idle_after_s must be greater than 0"),
+        ("", {"SEGSTREAM_START_TIMEOUT_S": "0"}, "setting start_timeout_s must be greater than 0"),
+        ("", {"SEGSTREAM_LOG_LEVEL": "verbose"}, "setting log_level must be one of debug, info"),
+        ("", {"SEGSTREAM_STORE": "redis://x"}, "setting store must be memory:// or rocksdb://"),
     ],
 )
 def test_bad_settings_fail_with_a_clear_message(tmp_path, text, env, message):
@@ -97,3 +113,8 @@ def test_min_event_time_from_the_environment_overrides_the_file(tmp_path):
     assert load_settings(env={**env, "SEGSTREAM_MIN_EVENT_TIME": "852076800"}).min_event_time == 852_076_800.0
     assert load_settings(env={**env, "SEGSTREAM_MIN_EVENT_TIME": ""}).min_event_time is None  # empty: no floor
     assert load_settings(env={}).min_event_time is None
+
+
+def test_the_development_scripts_variables_are_not_settings():
+    env = {"SEGSTREAM_CACHE": "/tmp/c", "SEGSTREAM_STATE": "/tmp/s", "SEGSTREAM_ARTIFACTS": "/tmp/a"}
+    assert load_settings(env=env).broker == "kafka://127.0.0.1:9092"
