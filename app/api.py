@@ -10,6 +10,8 @@ app.api.ApiError: (400, 'bad_user_id', 'user ids are 1 to 256 printable characte
 ('42', 10)
 >>> authorized("Bearer s3cret", "s3cret"), authorized(None, "s3cret"), authorized(None, "")
 (True, False, True)
+>>> authorized("Bearer " + chr(0xDCFF), "s3cret"), authorized("Bearer sécret", "sécret")  # a byte not UTF-8; UTF-8
+(False, True)
 """
 
 from __future__ import annotations
@@ -72,7 +74,8 @@ def authorized(header: str | None, token: str) -> bool:
     if not token:
         return True
     scheme, _, given = (header or "").partition(" ")
-    return scheme.lower() == "bearer" and hmac.compare_digest(given.encode(), token.encode())
+    # aiohttp keeps a header's bytes that are not UTF-8 as surrogates: encode them back, never raise (a 500).
+    return scheme.lower() == "bearer" and hmac.compare_digest(given.encode("utf-8", "surrogateescape"), token.encode())
 
 
 def segment_catalog(model: ModelSnapshot | None, rules: Mapping[str, str]) -> list[dict[str, Any]]:

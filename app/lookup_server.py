@@ -16,6 +16,7 @@ from urllib.parse import quote
 
 import aiohttp
 import orjson
+import yarl
 from aiohttp import web
 
 from app import metrics
@@ -47,7 +48,7 @@ def build_app(settings: Any) -> web.Application:
     async def from_worker(user_id: str, authorization: str | None) -> Reply:
         headers = {"Authorization": authorization} if authorization else {}
         try:
-            async with session[0].get(f"{worker_url}/users/{quote(user_id, safe='')}", headers=headers) as response:
+            async with session[0].get(worker_user_url(worker_url, user_id), headers=headers) as response:
                 body = orjson.loads(await response.read())
                 source = response.headers.get("X-Segstream-Source")  # the worker's: redis or table
                 return Reply(response.status, body, {"X-Segstream-Source": f"worker:{source}"} if source else None)
@@ -105,6 +106,19 @@ def build_app(settings: Any) -> web.Application:
     app.router.add_get("/openapi.json", openapi)
     app.router.add_get("/metrics", prometheus)
     return app
+
+
+def worker_user_url(worker_url: str, user_id: str) -> yarl.URL:
+    """The worker's ``/users/{id}`` for any id, dots included.
+
+    A URL given as text is normalised by the client: ``/users/..`` became the worker's
+    root, whose answer was passed on as the profile of user "..". Every character that
+    is not a letter or digit is escaped, dots too, and the URL is sent as written.
+
+    >>> str(worker_user_url("http://127.0.0.1:6066", "..")), str(worker_user_url("http://w", "a/b ü"))
+    ('http://127.0.0.1:6066/users/%2E%2E', 'http://w/users/a%2Fb%20%C3%BC')
+    """
+    return yarl.URL(f"{worker_url}/users/{quote(user_id, safe='').replace('.', '%2E')}", encoded=True)
 
 
 def _send(reply: Reply) -> web.Response:

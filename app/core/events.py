@@ -161,7 +161,7 @@ def decode_message(
             ts = parse_ts(event.ts)
         except InvalidEvent:
             return decode_slowly(raw, latest, min_event_time=min_event_time)
-        if ts > latest or ts < earliest:
+        if ts > latest or ts < earliest or not event.user_id.isprintable():
             return decode_slowly(raw, latest, min_event_time=min_event_time)
         event.ts = ts
     return DecodedMessage(events)
@@ -226,6 +226,8 @@ def parse_event(
     user_id = doc.get("user_id")
     if type(user_id) is not str or not user_id or len(user_id) > MAX_ID_CHARS:
         raise InvalidEvent(f"field 'user_id': must be a non-empty string of at most {MAX_ID_CHARS} characters")
+    if not user_id.isprintable():  # NUL, line breaks, bidirectional overrides: no lookup could name it
+        raise InvalidEvent("field 'user_id': must be printable characters (no control or format characters)")
     kind = doc.get("type")
     if type(kind) is not str or not kind or len(kind) > 64:
         raise InvalidEvent("field 'type': must be a non-empty string of at most 64 characters")

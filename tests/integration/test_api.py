@@ -280,7 +280,8 @@ def test_the_api_process_answers_like_the_worker_and_asks_it_on_a_miss(fed):
     try:
         poll(lambda: _answers(port, "/readyz"), "segstream api ready")
         for path in ("/users/alice", "/users/nobody-here", "/segments", "/segments/rule:buyer/users?limit=500",
-                     "/segments/rule:nope/users", "/users/" + "x" * 300):  # fmt: skip
+                     "/segments/rule:nope/users", "/users/" + "x" * 300,
+                     "/users/..", "/users/%2e%2e", "/users/.", "/users/a%2Fb"):  # not the worker's root: 404s
             mine, theirs = get(port, path), fed.get(path)
             assert (mine.status, mine.json) == (theirs.status, theirs.json), path
         fed.contract.check("Profile", get(port, "/users/alice").json)
@@ -337,7 +338,7 @@ def test_a_token_is_required_when_set_except_for_health(start_worker):
     port = worker.env["SEGSTREAM_WEB_PORT"]
     contract = Contract.of(port)
     for path in ("/segments", "/users/alice", "/segments/rule:champions/users", "/dashboard/data"):
-        for token in (None, "wrong", "T"):
+        for token in (None, "wrong", "T", "\xe9t\xff"):  # the last: bytes that are not UTF-8 (was a 500)
             reply = get(port, path, token)
             assert reply.status == 401, (path, token)
             assert reply.headers["WWW-Authenticate"] == "Bearer" and reply.json["error"] == "unauthorized"

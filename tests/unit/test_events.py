@@ -228,7 +228,7 @@ def test_events_dated_too_far_in_the_future_are_rejected():
 
 events_strategy = st.fixed_dictionaries(
     {
-        "user_id": st.text(min_size=1, max_size=20),
+        "user_id": st.text(min_size=1, max_size=20).filter(str.isprintable),  # the contract's ids
         "type": st.sampled_from(sorted(KNOWN_TYPES) + ["custom_thing"]),
         "ts": st.floats(min_value=0, max_value=NOW, allow_nan=False).map(lambda x: round(x, 3)),
     },
@@ -284,7 +284,7 @@ _trait_edges = [{f"k{i}": i for i in range(32)}, {f"k{i}": i for i in range(33)}
                 {"a": 2**63 - 1}, {"a": 2**63}, {"a": -(2**63)}, {"a": -(2**63) - 1}, {"a": 2**70},
                 {"a": 1e308}, {"a": -1e308}]  # fmt: skip
 _field_edges = {
-    "user_id": _edges(256), "type": _edges(64), "event_id": _edges(256), "session_id": _edges(256),
+    "user_id": _edges(256) + ["u\x00", "u\n1", "\u202eu1", "u 1", "ü1", "\x7f"], "type": _edges(64), "event_id": _edges(256), "session_id": _edges(256),
     "page": _edges(2_048), "category": _edges(256), "traits": _trait_edges,
     "ts": ["2026-01-01T00:00:00Z", "2026-01-01T00:00:00", "2999-01-01T00:00:00Z", NOW + 86_401, 99_999_999_999,
            "1997-05-14T09:30:00Z", "1970-01-01T00:00:00Z", "1969-12-31T23:59:59.999Z", "1900-01-01T00:00:00+00:00",
@@ -366,3 +366,11 @@ def test_format_ts_rounds_like_datetime(ts):
 
     expected = datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
     assert format_ts(ts) == expected
+
+
+@pytest.mark.parametrize("user_id", ["u\x00", "u1\n", "\u202eevil", "\u200b"])
+def test_a_user_id_no_lookup_could_name_is_a_dead_letter(user_id):
+    """Such ids were stored, but GET /users/{id} answers 400 for them: the contract rejects them now."""
+    decoded = decode_message(orjson.dumps({**_VALID, "user_id": user_id}), now=NOW)
+    assert not decoded.events
+    assert decoded.rejects[0].reason == "field 'user_id': must be printable characters (no control or format characters)"
