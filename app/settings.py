@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import ipaddress
 import os
 import tomllib
 from collections.abc import Collection, Mapping
@@ -43,6 +44,7 @@ class Settings:
     profiles: bool = True  # keep user profiles in Redis (app/redis_profiles.py)
     profile_ttl_s: float = 30 * 86_400.0  # a profile expires this long after its last write
     api_token: str = ""  # when set, the lookup API wants "Authorization: Bearer <token>"
+    api_auth: str = "token"  # "none": serve beyond loopback without a token, on purpose (check_exposure)
     api_port: int = 6067  # `segstream api`, the lookup API in a process of its own
     worker_url: str = ""  # where `segstream api` asks on a Redis miss (default: this host's web_port)
     webhook_url: str = ""  # one subscriber receiving everything (with webhook_secret)
@@ -126,6 +128,10 @@ def _check(values: Mapping[str, Any]) -> None:
     if str(values.get("log_level", "info")).lower() not in _LOG_LEVELS:
         raise SystemExit(f"segstream: setting log_level must be one of {', '.join(_LOG_LEVELS)}, "
                          f"got {values['log_level']!r}")  # fmt: skip
+    if values.get("api_auth", "token") not in ("token", "none"):
+        raise SystemExit(f"segstream: setting api_auth must be token or none, got {values['api_auth']!r}")
+    if values.get("api_auth") == "none" and values.get("api_token"):
+        raise SystemExit("segstream: api_auth is none but api_token is set: drop one of them")
     if not str(values.get("store", "memory://")).startswith(("memory://", "rocksdb://")):
         raise SystemExit(f"segstream: setting store must be memory:// or rocksdb://, got {values['store']!r}")
 
@@ -175,6 +181,35 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     _check(values)
     values["webhooks"] = webhooks_config(subscribers, values.get("webhook_url", ""), values.get("webhook_secret", ""))
     return Settings(**values)
+
+
+def check_exposure(settings: Settings, server: str) -> None:
+    """Refuse to serve profiles beyond loopback without a token, unless ``api_auth`` is ``none``.
+
+    Profiles carry traits: an open port on a shared network would hand them to anyone.
+
+    >>> check_exposure(load_settings(env={}), "the worker")
+    >>> check_exposure(load_settings(env={"SEGSTREAM_WEB_HOST": "0.0.0.0"}), "the worker")
+    Traceback (most recent call last):
+    ...
+    SystemExit: segstream: the worker would serve profiles on 0.0.0.0 to anyone: set SEGSTREAM_API_TOKEN, or SEGSTREAM_API_AUTH=none to serve without a token on purpose
+    >>> check_exposure(load_settings(env={"SEGSTREAM_WEB_HOST": "0.0.0.0", "SEGSTREAM_API_AUTH": "none"}), "the worker")
+    """
+    if settings.api_token or settings.api_auth == "none" or _loopback(settings.web_host):
+        return
+    raise SystemExit(
+        f"segstream: {server} would serve profiles on {settings.web_host} to anyone: set SEGSTREAM_API_TOKEN, "
+        "or SEGSTREAM_API_AUTH=none to serve without a token on purpose"
+    )
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a host name: it may resolve to anything
+        return False
 
 
 def webhooks_config(items: list[dict[str, Any]], url: str, secret: str) -> tuple[Subscriber, ...]:

@@ -15,9 +15,10 @@ def run(args: argparse.Namespace) -> int:
     from aiohttp import web
 
     from app.lookup_server import build_app
-    from app.settings import load_settings
+    from app.settings import check_exposure, load_settings
 
     settings = load_settings()
+    check_exposure(settings, "segstream api")
     port = args.port or settings.api_port
     web.run_app(build_app(settings), host=settings.web_host, port=port, access_log=None,
                 print=lambda _: print(f"segstream api: listening on http://{settings.web_host}:{port}", flush=True))  # fmt: skip

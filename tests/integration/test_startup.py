@@ -64,3 +64,13 @@ def test_a_mistyped_variable_stops_the_start_with_the_name_it_meant(tmp_path):
     assert _start_and_fail(worker) == (
         "segstream: unknown setting SEGSTREAM_BROKR in the environment; did you mean SEGSTREAM_BROKER?"
     )
+
+
+def test_serving_profiles_beyond_loopback_without_a_token_stops_the_start(tmp_path):
+    """Without a token every profile, traits included, was readable by anyone who could reach the port."""
+    worker = Worker(tmp_path, SEGSTREAM_WEB_HOST="0.0.0.0")
+    assert _start_and_fail(worker).startswith("segstream: the worker would serve profiles on 0.0.0.0 to anyone")
+    done = subprocess.run([SEGSTREAM, "api"], env=worker.env, cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert done.returncode != 0 and done.stderr.strip().splitlines()[-1].startswith(
+        "segstream: segstream api would serve profiles on 0.0.0.0 to anyone"
+    ), done.stderr[-2000:]
