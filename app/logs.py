@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 from typing import Any
 
 import orjson
@@ -28,6 +29,50 @@ class JsonFormatter(logging.Formatter):
         if record.exc_info:
             doc["exc"] = self.formatException(record.exc_info)
         return orjson.dumps(doc).decode()
+
+
+class ClientErrorFilter(logging.Filter):
+    """aiohttp's "Error handling request" for a malformed request becomes one WARNING line.
+
+    aiohttp logs every request it cannot parse (a request line over 8 KiB, a bad
+    method) at ERROR with a traceback: any client could flood the logs with 20 lines a
+    request. Those are the client's errors, already answered with 400; errors of a
+    handler keep their traceback.
+
+    >>> from aiohttp.http_exceptions import LineTooLong
+    >>> try:
+    ...     raise LineTooLong(b"x" * 9000, "8190")
+    ... except LineTooLong:
+    ...     record = logging.LogRecord("aiohttp.server", logging.ERROR, __file__, 1, "Error handling request from %s",
+    ...                                ("127.0.0.1",), sys.exc_info())
+    >>> ClientErrorFilter().filter(record), record.levelname, record.exc_info
+    (True, 'WARNING', None)
+    >>> record.getMessage()[:70]
+    'bad HTTP request from 127.0.0.1 (400): Got more than 8190 bytes when r'
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from aiohttp.http_exceptions import HttpProcessingError
+
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, HttpProcessingError):
+            peer = record.args[0] if isinstance(record.args, tuple) and record.args else "?"
+            record.msg, record.args = "bad HTTP request from %s (%d): %s", (peer, exc.code, _one_line(exc.message))
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+            record.exc_info = record.exc_text = None
+        return True
+
+
+def _one_line(text: Any, limit: int = 160) -> str:
+    flat = " ".join(str(text).split())
+    return flat if len(flat) <= limit else flat[:limit] + "…"
+
+
+def quiet_client_errors() -> None:
+    """Install :class:`ClientErrorFilter` on aiohttp's server logger (the worker's and segstream api's)."""
+    logger = logging.getLogger("aiohttp.server")
+    if not any(isinstance(f, ClientErrorFilter) for f in logger.filters):
+        logger.addFilter(ClientErrorFilter())
 
 
 def json_logging_config(level: str) -> dict[str, Any]:

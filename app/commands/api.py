@@ -14,11 +14,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from aiohttp import web
 
+    from app.logs import quiet_client_errors
     from app.lookup_server import build_app
     from app.settings import check_exposure, load_settings
 
     settings = load_settings()
     check_exposure(settings, "segstream api")
+    quiet_client_errors()
     port = args.port or settings.api_port
     web.run_app(build_app(settings), host=settings.web_host, port=port, access_log=None,
                 print=lambda _: print(f"segstream api: listening on http://{settings.web_host}:{port}", flush=True))  # fmt: skip

@@ -20,11 +20,12 @@ def run(args: argparse.Namespace) -> int:
     from app.settings import check_exposure
 
     import_agents()
-    from app.logs import json_logging_config
+    from app.logs import json_logging_config, quiet_client_errors
 
     level = args.loglevel or settings.log_level
     config = json_logging_config(level) if settings.log_format == "json" else None
     check_exposure(settings, "the worker")
+    quiet_client_errors()
     _check_data_dir(settings.data_dir)
     _create_topics()
     worker = Worker(app, loglevel=level, logging_config=config)

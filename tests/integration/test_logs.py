@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 
 import orjson
 import pytest
@@ -24,3 +25,18 @@ def test_json_logs_are_one_object_a_line_without_user_ids(start_worker):
     assert {"ts", "level", "logger", "message"} <= set(records[0])
     assert any("Ready" in record["message"] for record in records)
     assert not any(user in record["message"] for record in records if record["level"] in ("info", "warning"))
+
+
+def test_a_malformed_request_is_one_warning_line_without_a_traceback(start_worker):
+    """aiohttp logged each over-long request line at ERROR with a 20-line traceback: any client could flood it."""
+    worker = start_worker()
+    port = int(worker.env["SEGSTREAM_WEB_PORT"])
+    for request in (b"GET /" + b"a" * 10_000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", b"GARBAGE\r\n\r\n"):
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as client:
+            client.sendall(request)
+            assert client.recv(64).startswith(b"HTTP/1.0 400")
+    worker.stop()
+    log = worker.log_path.read_text()
+    assert "Traceback" not in log and "Error handling request" not in log, worker.log_tail()
+    warnings = [line for line in log.splitlines() if "bad HTTP request from 127.0.0.1 (400)" in line]
+    assert len(warnings) == 1 and "WARNING" in warnings[0] and len(warnings[0]) < 400, warnings  # the long line
