@@ -17,14 +17,15 @@ from agents.learn_segments import model_feed
 from agents.profiles import profile_writer
 from app import metrics
 from app.cancel_safe import batches, finish_before_cancel
+from app.core.confine import process_confined
 from app.core.deadletter import dead_letter
-from app.core.events import ClickEvent, decode_message
+from app.core.events import ClickEvent, Reject, decode_message
 from app.core.features import OK
 from app.main import app, settings
 from app.model_feed import CURRENT
 from app.record_batches import BatchSender
 from app.topics import clicks, clicks_dlq, model_samples, segment_changes, triggers
-from tables.codecs import decode_model
+from tables.codecs import decode_model, encode_state
 from tables.user_state import tables_ready, user_states, user_to_state
 
 log = logging.getLogger(__name__)
@@ -139,12 +140,15 @@ async def _segment_batch(batch: Sequence[EventT]) -> None:
     positions: list[tuple[int, int]] = []
     events = await _decode(batch, now, positions)
     # events: validated ClickEvents in partition order, positions[i]: (partition, offset) of events[i]
-    result = engine.process(
-        events, user_states.get, emitted_at=now, stored=user_states.stored, positions=positions,
+    result, encoded, failures = process_confined(
+        engine, events, user_states.get, forget=user_states.forget, encode=encode_state,
+        emitted_at=now, stored=user_states.stored, positions=positions,
         messages=positions,  # a (partition, offset) names its message
-    )
+    )  # fmt: skip
+    if failures:
+        await _dead_letter_failures(batch, failures)
     # result.touched: user_id -> UserState, whose .applied[0] is the user's clicks partition
-    await _publish(result)
+    await _publish(result, encoded)
     for outcome, count in result.outcomes.items():
         metrics.events.labels("valid" if outcome == OK else outcome).inc(count)
     lags = now - np.fromiter((event.ts for event in events), float, len(events))
@@ -158,10 +162,26 @@ async def _segment_batch(batch: Sequence[EventT]) -> None:
     metrics.batch_seconds.observe(time.perf_counter() - started)
 
 
-async def _publish(result) -> None:
-    """State, segment changes and triggers of one batch (or one idle advance), keyed by user_id."""
+async def _dead_letter_failures(batch: Sequence[EventT], failures) -> None:
+    """Messages the engine could not process go to clicks-dlq; the rest of their batch was applied."""
+    by_position = {(event.message.partition, event.message.offset): event.message for event in batch}
+    for failure in failures:
+        message = by_position[failure.message]
+        log.error("message %s/%d failed in the engine, sent to the DLQ: %s", message.topic, message.offset,
+                  failure.reason)  # fmt: skip
+        metrics.events.labels("dlq").inc()
+        source = {"topic": message.topic, "partition": message.partition, "offset": message.offset}
+        letter = dead_letter(Reject(failure.reason, message.value or b""), source)
+        await clicks_dlq.send(key=message.key, value=orjson.dumps(letter))
+
+
+async def _publish(result, encoded: dict[str, bytes] | None = None) -> None:
+    """State, segment changes and triggers of one batch (or one idle advance), keyed by user_id.
+
+    ``encoded``: states already encoded (process_confined's), written as they are.
+    """
     touched = result.touched
-    metrics.state_bytes.inc(await user_states.write(touched))
+    metrics.state_bytes.inc(await user_states.write(touched, encoded))
     if settings.profiles:
         profile_writer.mark(touched)  # written by write_profiles, off this path
     segment_sizes.apply(result.changes)

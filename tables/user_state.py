@@ -11,7 +11,7 @@ and Faust flushes the producer before every offset commit.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection, Iterator, Mapping
 
 import orjson
 
@@ -105,6 +105,11 @@ class UserStateCache:
             members.append((user_id, self._states.get(user_id) or UserState.from_record(record)))
         return members
 
+    def forget(self, users: Collection[str]) -> None:
+        """Drop the cached states of ``users``: they are read from the store again, as last written."""
+        for user in users:
+            self._states.pop(user, None)
+
     def user_ids(self) -> list[str]:
         """Every user in the local store, standby copies of other workers' partitions included."""
         return [key.decode() for key in self._local().keys()]
@@ -113,8 +118,10 @@ class UserStateCache:
         """Forget cached states (partitions moved): the table is the truth again."""
         self._states.clear()
 
-    async def write(self, touched: dict[str, UserState]) -> int:
+    async def write(self, touched: dict[str, UserState], encoded: Mapping[str, bytes] | None = None) -> int:
         """Write every touched state to the local store and the changelog; returns bytes written.
+
+        ``encoded`` holds states already encoded, by user: those bytes are written.
 
         A state goes to the partition of the last message it applied (``state.applied``):
         the changelog is co-partitioned with the clicks.
@@ -122,8 +129,10 @@ class UserStateCache:
         local, partition_of = self._local(), getattr(self.table.data, "_key_partition", None)
         records = []
         written = 0
+        encoded = encoded or {}
         for user_id, state in touched.items():
-            key, value, partition = user_id.encode(), encode_state(state), state.applied[0]
+            value = encoded.get(user_id) or encode_state(state)
+            key, partition = user_id.encode(), state.applied[0]
             written += len(value)
             local[key] = value
             if partition_of is not None:
