@@ -117,10 +117,15 @@ async def _decode(batch: Sequence[EventT], now: float, positions: list[tuple[int
             positions.extend([(message.partition, message.offset)] * len(decoded.events))
             valid.extend(decoded.events)
         for reject in decoded.rejects:
-            metrics.events.labels("dlq").inc()
-            source = {"topic": message.topic, "partition": message.partition, "offset": message.offset}
-            await clicks_dlq.send(key=message.key, value=orjson.dumps(dead_letter(reject, source)))
+            await _send_dead_letter(message, reject)
     return valid
+
+
+async def _send_dead_letter(message, reject: Reject) -> None:
+    """One record of ``clicks-dlq`` for ``message`` (a Kafka message of clicks), counted."""
+    metrics.events.labels("dlq").inc()
+    source = {"topic": message.topic, "partition": message.partition, "offset": message.offset}
+    await clicks_dlq.send(key=message.key, value=orjson.dumps(dead_letter(reject, source)))
 
 
 @app.agent(clicks, concurrency=1)
@@ -169,10 +174,7 @@ async def _dead_letter_failures(batch: Sequence[EventT], failures) -> None:
         message = by_position[failure.message]
         log.error("message %s/%d failed in the engine, sent to the DLQ: %s", message.topic, message.offset,
                   failure.reason)  # fmt: skip
-        metrics.events.labels("dlq").inc()
-        source = {"topic": message.topic, "partition": message.partition, "offset": message.offset}
-        letter = dead_letter(Reject(failure.reason, message.value or b""), source)
-        await clicks_dlq.send(key=message.key, value=orjson.dumps(letter))
+        await _send_dead_letter(message, Reject(failure.reason, message.value or b""))
 
 
 async def _publish(result, encoded: dict[str, bytes] | None = None) -> None:

@@ -112,8 +112,8 @@ def worker_user_url(worker_url: str, user_id: str) -> yarl.URL:
     """The worker's ``/users/{id}`` for any id, dots included.
 
     A URL given as text is normalised by the client: ``/users/..`` became the worker's
-    root, whose answer was passed on as the profile of user "..". Every character that
-    is not a letter or digit is escaped, dots too, and the URL is sent as written.
+    root, whose answer was passed on as the profile of user "..". Every character but
+    letters, digits and ``_-~`` is escaped, dots too, and the URL is sent as written.
 
     >>> str(worker_user_url("http://127.0.0.1:6066", "..")), str(worker_user_url("http://w", "a/b ü"))
     ('http://127.0.0.1:6066/users/%2E%2E', 'http://w/users/a%2Fb%20%C3%BC')

@@ -32,7 +32,7 @@ from app.core.state import UserState
 
 @dataclass(frozen=True)
 class Failure:
-    """A message the engine could not process: its position in the batch's ``messages``, and why."""
+    """A message the engine could not process: its name (its entry in ``messages``), and why."""
 
     message: Hashable
     reason: str
@@ -55,10 +55,10 @@ def process_confined(
     writes these bytes) and the messages that failed.
 
     ``forget(users)`` drops any copy of those users' states the attempt may have
-    changed, so that ``lookup`` reads them as they were before the batch (a worker's
-    cache in front of its store; the embedded pipeline writes states only after a
-    batch, so it has none). ``encode`` is the state encoder: a state it cannot encode
-    fails its message here, before anything is written.
+    changed, so that ``lookup`` reads them as they were before the batch: a worker's
+    cache in front of its store. (The embedded pipeline changes its only copy in
+    place, so it cannot use this yet.) ``encode`` is the state encoder: a state it
+    cannot encode fails its message here, before anything is written.
     """
     watermark = copy.deepcopy(engine.watermark)
     try:
