@@ -19,6 +19,7 @@ import orjson
 
 from app import metrics
 from app.cancel_safe import batches, finish_before_cancel
+from app.delivery import guard
 from app.main import app, settings
 from app.topics import segment_changes, triggers, webhook_retries, webhooks_dlq
 from app.webhook_delivery import WebhookClient
@@ -31,11 +32,12 @@ client = WebhookClient(timeout_s=settings.webhook_timeout_s)
 
 
 async def _retry(level: int, record: Record) -> None:
-    await webhook_retries[level - 1].send(key=record["event"]["user_id"].encode(), value=orjson.dumps(record))
+    key = record["event"]["user_id"].encode()
+    guard.track(await webhook_retries[level - 1].send(key=key, value=orjson.dumps(record)))
 
 
 async def _dead_letter(record: Record) -> None:
-    await webhooks_dlq.send(key=record["event"]["user_id"].encode(), value=orjson.dumps(record))
+    guard.track(await webhooks_dlq.send(key=record["event"]["user_id"].encode(), value=orjson.dumps(record)))
 
 
 dispatcher = Dispatcher(
@@ -50,7 +52,8 @@ async def _deliver_published(stream) -> None:
     async for batch in batches(stream, settings.batch_size, settings.batch_within_s):
         # batch: raw JSON of events segstream itself published. It is acked when this body
         # is left, a stop included, so its attempts finish first (each within the timeout).
-        await finish_before_cancel(dispatcher.deliver([orjson.loads(raw) for raw in batch]))
+        events = [orjson.loads(raw) for raw in batch]
+        await guard.run(finish_before_cancel(dispatcher.deliver(events)), "webhooks")
 
 
 def _retry_agent(level: int):
@@ -64,7 +67,8 @@ def _retry_agent(level: int):
             except asyncio.CancelledError:  # stopping: put the batch back before it is acked
                 await asyncio.gather(*(_retry(level, record) for record in records))
                 raise
-            await finish_before_cancel(asyncio.gather(*(dispatcher.attempt(record) for record in records)))
+            attempts = asyncio.gather(*(dispatcher.attempt(record) for record in records))
+            await guard.run(finish_before_cancel(attempts), "webhook retries")
 
     return retry_deliveries
 

@@ -10,6 +10,7 @@ import orjson
 from app import metrics
 from app.cancel_safe import batches
 from app.core.learner import DriftEvent, Learner
+from app.delivery import guard
 from app.main import app, settings
 from app.model_feed import CURRENT, LEARNER, ModelFeed
 from app.topics import model_samples, segment_drift, segment_model
@@ -68,11 +69,11 @@ async def learn_segments(stream):
                 if isinstance(output, DriftEvent):
                     log.warning("drift: model v%d -> v%d", output.previous_version, output.version)
                     metrics.drifts.inc()
-                    await segment_drift.send(value=orjson.dumps(output.to_dict()))
+                    guard.track(await segment_drift.send(value=orjson.dumps(output.to_dict())))
                 else:
                     published = output
         # published: the newest ModelSnapshot of this batch, if any
         if published is not None:
-            await segment_model.send(key=LEARNER, value=pickle.dumps(learner))
-            await segment_model.send(key=CURRENT, value=encode_model(published))
+            guard.track(await segment_model.send(key=LEARNER, value=pickle.dumps(learner)))
+            guard.track(await segment_model.send(key=CURRENT, value=encode_model(published)))
             log.info("published model v%d after %d samples", published.version, learner.samples)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Sequence
@@ -9,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import orjson
-from faust.types import EventT
+from faust.types import TP, EventT
 
 from agents.dashboard import dashboard
 from agents.engine import engine, segment_sizes
@@ -17,10 +18,13 @@ from agents.learn_segments import model_feed
 from agents.profiles import profile_writer
 from app import metrics
 from app.cancel_safe import batches, finish_before_cancel
+from app.consumer import fetch_reports
 from app.core.confine import process_confined
 from app.core.deadletter import dead_letter
 from app.core.events import ClickEvent, Reject, decode_message
 from app.core.features import OK
+from app.core.quiet import QuietPartitions
+from app.delivery import guard
 from app.main import app, settings
 from app.model_feed import CURRENT
 from app.record_batches import BatchSender
@@ -32,7 +36,7 @@ log = logging.getLogger(__name__)
 
 change_sender = BatchSender(on_sent=metrics.count_sent)
 trigger_sender = BatchSender(on_sent=metrics.count_sent)
-last_click_at: dict[int, float] = {}  # partition -> wall time of its latest click (idle advance)
+quiet = QuietPartitions(settings.idle_after_s)  # which click partitions the broker says are quiet (idle advance)
 for _trigger in settings.engine.rules.triggers.names():  # every trigger's series exists from the start
     metrics.triggers.labels(_trigger)
 
@@ -70,10 +74,14 @@ def _follow_published_model() -> set[str]:
     return set()
 
 
-def _owned_partitions() -> set[int]:
+def _owned_click_partitions() -> set[TP]:
     """This worker's click partitions, which are its user states' (co-partitioned)."""
     clicks_topic = clicks.get_topic_name()
-    return {tp.partition for tp in app.assignor.assigned_actives() if tp.topic == clicks_topic}
+    return {tp for tp in app.assignor.assigned_actives() if tp.topic == clicks_topic}
+
+
+def _owned_partitions() -> set[int]:
+    return {tp.partition for tp in _owned_click_partitions()}
 
 
 async def _move_members_of_retired(retired: set[str], now: float) -> None:
@@ -105,7 +113,7 @@ async def _decode(batch: Sequence[EventT], now: float, positions: list[tuple[int
     valid: list[ClickEvent] = []
     for event in batch:
         message = event.message
-        last_click_at[message.partition] = now
+        quiet.processed(message.partition, message.offset, now)
         decoded = decode_message(
             event.value,
             now=now,
@@ -125,7 +133,7 @@ async def _send_dead_letter(message, reject: Reject) -> None:
     """One record of ``clicks-dlq`` for ``message`` (a Kafka message of clicks), counted."""
     metrics.events.labels("dlq").inc()
     source = {"topic": message.topic, "partition": message.partition, "offset": message.offset}
-    await clicks_dlq.send(key=message.key, value=orjson.dumps(dead_letter(reject, source)))
+    guard.track(await clicks_dlq.send(key=message.key, value=orjson.dumps(dead_letter(reject, source))))
 
 
 @app.agent(clicks, concurrency=1)
@@ -134,7 +142,16 @@ async def segment_users(stream):
     _load_model_file()  # the partition counts were checked before the start (app/topics.py)
     async for batch in batches(stream, settings.batch_size, settings.batch_within_s, events=True):
         # The batch is acked when this body is left, a stop included: finish it first.
-        await finish_before_cancel(_segment_batch(batch))
+        await guard.run(finish_before_cancel(_segment_batch_alone(batch)), "the clicks agent")
+
+
+# A batch and an idle advance both read states, decide, and write: one at a time.
+_deciding = asyncio.Lock()
+
+
+async def _segment_batch_alone(batch: Sequence[EventT]) -> None:
+    async with _deciding:
+        await _segment_batch(batch)
 
 
 async def _segment_batch(batch: Sequence[EventT]) -> None:
@@ -162,7 +179,8 @@ async def _segment_batch(batch: Sequence[EventT]) -> None:
     await _redecide(now)
     if result.samples:
         # One message per batch: the learner reads [[vector | null, ts, rfm | null, user], ...].
-        await model_samples.send(value=orjson.dumps([[s.vector, s.ts, s.rfm, s.user] for s in result.samples]))
+        samples = orjson.dumps([[s.vector, s.ts, s.rfm, s.user] for s in result.samples])
+        guard.track(await model_samples.send(value=samples))
     metrics.batch_events.observe(len(batch))
     metrics.batch_seconds.observe(time.perf_counter() - started)
 
@@ -183,7 +201,20 @@ async def _publish(result, encoded: dict[str, bytes] | None = None) -> None:
     ``encoded``: states already encoded (process_confined's), written as they are.
     """
     touched = result.touched
-    metrics.state_bytes.inc(await user_states.write(touched, encoded))
+    producer = app.producer._ensure_producer()
+    deliveries = []
+    # Same partition as the user's clicks: keyed by user_id, co-partitioned.
+    for sender, topic, outputs in (
+        (change_sender, segment_changes, result.changes),
+        (trigger_sender, triggers, result.triggers),
+    ):
+        deliveries += await sender.send(
+            producer,
+            topic.get_topic_name(),
+            [(touched[o["user_id"]].applied[0], o["user_id"].encode(), orjson.dumps(o)) for o in outputs],
+        )
+    # The states go to the changelog once these outputs are on the broker (app/delivery.py).
+    metrics.state_bytes.inc(await user_states.write(touched, encoded, outputs=deliveries))
     if settings.profiles:
         profile_writer.mark(touched)  # written by write_profiles, off this path
     segment_sizes.apply(result.changes)
@@ -192,17 +223,6 @@ async def _publish(result, encoded: dict[str, bytes] | None = None) -> None:
         metrics.segment_changes.labels(change["kind"]).inc()
     for trigger in result.triggers:
         metrics.triggers.labels(trigger["trigger"]).inc()
-    producer = app.producer._ensure_producer()
-    # Same partition as the user's clicks: keyed by user_id, co-partitioned.
-    for sender, topic, outputs in (
-        (change_sender, segment_changes, result.changes),
-        (trigger_sender, triggers, result.triggers),
-    ):
-        await sender.send(
-            producer,
-            topic.get_topic_name(),
-            [(touched[o["user_id"]].applied[0], o["user_id"].encode(), orjson.dumps(o)) for o in outputs],
-        )
 
 
 @user_to_state.on_recover
@@ -226,29 +246,40 @@ async def advance_idle_watermark() -> None:
     """Let deadlines fire when clicks stop: see "Idle advance" in the README."""
     if not tables_ready():  # no firing while the table recovers
         return
-    if not last_click_at:
+    if not quiet.partitions:
         return
-    now = time.time()
-    idle = {p for p, seen in last_click_at.items() if now - seen >= settings.idle_after_s}
-    engine.watermark.set_idle(idle)
-    quiet = now - max(last_click_at.values()) >= settings.idle_after_s
-    if quiet:
-        # No clicks at all: the stream is complete up to its latest event, and event time
-        # follows the wall clock, idle_after_s behind it.
-        engine.watermark.advance_to(max(engine.watermark.max_ts, now - settings.idle_after_s))
+    async with _deciding:
+        await _advance_idle(time.time())
+
+
+async def _advance_idle(now: float) -> None:
+    _hear_from_broker()
+    engine.watermark.set_idle(quiet.idle(now))
+    complete_until = quiet.complete_until(now)
+    if complete_until is not None:
+        # Every partition is quiet on the broker's word: the stream is complete up to its
+        # latest event, and event time follows the broker's confirmations, idle_after_s behind.
+        engine.watermark.advance_to(max(engine.watermark.max_ts, complete_until))
     result = engine.fire_due(user_states.get, emitted_at=now)
     if result.triggers:
         await _publish(result)
-    if quiet:  # a stream that stopped still finishes re-deciding its users after a fit; no batch runs meanwhile
+    if complete_until is not None:  # a stopped stream still finishes re-deciding its users after a fit
         await _redecide(now)
+
+
+def _hear_from_broker() -> None:
+    """Where reading resumed, and what the latest fetches reported (app/core/quiet.py)."""
+    owned = _owned_click_partitions()
+    quiet.resumed({tp.partition: offset for tp, offset in app.tables.recovery.resumed_at.items() if tp in owned})
+    for tp, (log_end, at) in fetch_reports(app, owned).items():
+        quiet.fetched(tp.partition, log_end, at)
 
 
 @app.on_partitions_revoked.connect
 async def _forget_partitions(app, revoked, **kwargs) -> None:  # noqa: ARG001 - Faust signal signature
     gone = [tp.partition for tp in revoked if tp.topic == clicks.get_topic_name()]
     engine.watermark.forget(gone)
-    for partition in gone:  # not a changelog's or model-samples' partition of the same number
-        last_click_at.pop(partition, None)
+    quiet.forget(gone)  # not a changelog's or model-samples' partition of the same number
     # Nothing of the revoked users may fire or be counted here until the reindex after recovery.
     engine.deadlines.clear()
     segment_sizes.clear()
@@ -256,8 +287,6 @@ async def _forget_partitions(app, revoked, **kwargs) -> None:  # noqa: ARG001 - 
 
 @app.on_partitions_assigned.connect
 async def _index_new_partitions(app, assigned, **kwargs) -> None:  # noqa: ARG001
-    now = time.time()
-    for tp in assigned:  # a partition that stays silent from now on counts as idle in time
-        if tp.topic == clicks.get_topic_name():
-            last_click_at.setdefault(tp.partition, now)
+    # A partition that stays silent from now on counts as idle in time, once a fetch confirms it.
+    quiet.assigned([tp.partition for tp in assigned if tp.topic == clicks.get_topic_name()], time.time())
 

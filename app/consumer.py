@@ -1,4 +1,5 @@
-"""Faust's Kafka consumer, fetching only for the partitions that are active when a fetch is asked for.
+"""Faust's Kafka consumer, fetching only for the partitions that are active when a fetch is asked for,
+and committing nothing past a failed output (app/delivery.py).
 
 Faust hands its *live* set of active partitions to the consumer thread, which then
 waits up to a second in aiokafka's ``Fetcher.fetched_records(partitions)``. When
@@ -20,15 +21,37 @@ partition back (app/recovery.py).
 
 from __future__ import annotations
 
-from typing import Optional, Set
+from typing import Mapping, Optional, Set
 
 import faust
 from faust.transport import by_url
 from faust.transport.drivers import aiokafka as aiokafka_driver
 from faust.types import TP
 
+from app.delivery import guard
+
 
 class SnapshotFetchConsumer(aiokafka_driver.Consumer):
+    """Fetches for a snapshot of the active partitions; commits nothing once an output failed."""
+
+    async def on_task_error(self, exc: BaseException) -> None:
+        """An agent raised: Faust would commit here, past the batch it failed on (app/delivery.py)."""
+        guard.fail(exc, "an agent")
+
+    async def _commit(self, offsets: Mapping[TP, int]) -> bool:
+        """Faust's commit, after its producer flush: refused once any delivery has failed.
+
+        The states queued behind their outputs (``guard.after``) are sent first, and
+        flushed: a committed offset always has its state in the changelog.
+        """
+        if guard.failure is None:  # once failed, nothing is committed, and nothing is waited for
+            await guard.settle()
+            await self.app.producer.flush()
+        if not guard.may_commit():
+            self.log.warning("not committing %d offsets: an output failed, the worker is stopping", len(offsets))
+            return False
+        return await super()._commit(offsets)
+
     async def _getmany(self, active_partitions: Optional[Set[TP]], timeout: float):
         if active_partitions is None:  # a client-only app: every partition
             return await super()._getmany(None, timeout)
@@ -48,3 +71,25 @@ def install(app: faust.App) -> None:
     """Use :class:`Transport` where the broker URL selects Faust's aiokafka transport."""
     if by_url(app.conf.broker_consumer[0]) is aiokafka_driver.Transport:
         app.transport = Transport(app.conf.broker_consumer, app)
+
+
+def fetch_reports(app: faust.App, partitions: Set[TP]) -> dict[TP, tuple[Optional[int], Optional[float]]]:
+    """Per partition: the log end its latest successful fetch reported, and that fetch's wall time.
+
+    aiokafka updates both on every fetch response without an error, records or not,
+    and neither while the broker is unreachable (app/core/quiet.py relies on that).
+    Its consumer runs in Faust's consumer thread: the time is read before the log
+    end, so a fetch landing in between can only make the pair look older.
+    """
+    consumer = app.consumer._thread._consumer  # Faust keeps the aiokafka consumer private
+    if consumer is None:
+        return {}
+    reports = {}
+    for tp in partitions:
+        try:
+            at_ms = consumer.last_poll_timestamp(tp)
+            log_end = consumer.highwater(tp)
+        except AssertionError:  # no longer assigned: a rebalance is under way
+            continue
+        reports[tp] = (log_end, None if at_ms is None else at_ms / 1000.0)
+    return reports

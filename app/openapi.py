@@ -127,7 +127,8 @@ _DASHBOARD = {
 }  # fmt: skip
 _STATUS = {
     "type": "object", "required": ["status"],
-    "properties": {"status": {"enum": ["ok", "ready", "recovering"]}},
+    "properties": {"status": {"enum": ["ok", "ready", "recovering", "failed"]},
+                   "reason": {"type": "string", "description": "with failed: the output that failed"}},
 }  # fmt: skip
 
 
@@ -182,6 +183,6 @@ DOCUMENT: dict[str, Any] = {
                              "responses": {"200": _json("Status", "alive")}}},
         "/readyz": {"get": {"summary": "Ready to serve: the tables have recovered", "security": [],
                             "responses": {"200": _json("Status", "ready"),
-                                          "503": _json("Status", "recovering")}}},
+                                          "503": _json("Status", "recovering, or failed and stopping")}}},
     },
 }  # fmt: skip

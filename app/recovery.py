@@ -38,6 +38,8 @@ from faust.tables.recovery import Recovery
 
 
 class SeekBeforeResumeRecovery(Recovery):
+    resumed_at: dict = {}  # stream partition -> the offset its reading resumed from, at the latest recovery
+
     async def on_recovery_completed(self, generation_id: int = 0) -> None:
         """Faust's ``on_recovery_completed`` with the seek moved before the resume."""
         consumer = self.app.consumer
@@ -75,9 +77,11 @@ class SeekBeforeResumeRecovery(Recovery):
         consumer = self.app.consumer
         await consumer.perform_seek()  # also sets the read and committed offsets Faust keeps
         never_committed = sorted(tp for tp in streams if not consumer._committed_offset[tp])
+        starts = await consumer.earliest_offsets(*never_committed) if never_committed else {}
         if never_committed:
-            starts = await consumer.earliest_offsets(*never_committed)
             await consumer.seek_wait({tp: starts[tp] for tp in never_committed})
+        # Nothing before these offsets is left to process (app/core/quiet.py).
+        self.resumed_at = {tp: starts[tp] if tp in starts else consumer._committed_offset[tp] for tp in streams}
 
 
 class SeekBeforeResumeTableManager(TableManager):

@@ -68,8 +68,11 @@ class Settings:
     min_event_time: float | None = None  # epoch seconds; earlier events are dead letters (None: any since 1970)
     learn: bool = True
     model_file: str = ""
-    idle_after_s: float = 30.0  # no clicks for this long (wall time): the watermark advances anyway
+    idle_after_s: float = 30.0  # no click, and none unread on the broker, this long: the watermark advances
     start_timeout_s: float = 60.0  # at start: how long the worker waits for the broker and its topics
+    # Topics that hold copies of user data for a while (dead letters, retries, learner
+    # samples) keep it at most this long, so that they forget erased users too.
+    user_data_retention_s: float = 7 * 86_400.0
     log_level: str = "info"
     log_format: str = "text"  # "json": one JSON object a line (app/logs.py)
     faust_metrics: bool = True  # Faust's own Prometheus sensor (faust_* metrics) on /metrics
@@ -113,6 +116,7 @@ _RANGES: dict[str, tuple[Any, str]] = {
     "max_message_bytes": (lambda v: 1 <= v <= MAX_MESSAGE_BYTES, f"1 to {MAX_MESSAGE_BYTES} (Kafka's 1 MiB)"),
     "max_future_s": (_not_negative, "0 or more"),
     "idle_after_s": (_positive, "greater than 0"),
+    "user_data_retention_s": (_positive, "greater than 0"),
     "start_timeout_s": (_positive, "greater than 0"),
 }
 _LOG_LEVELS = ("debug", "info", "warning", "error", "critical")

@@ -26,20 +26,22 @@ _RAW = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_
 
 # Partitions: clicks and the user-state changelog must match (co-partitioned by user_id).
 clicks = app.topic(settings.topic("clicks"), partitions=settings.partitions, **_RAW)
-clicks_dlq = app.topic(settings.topic("clicks-dlq"), partitions=settings.partitions, **_RAW)
+# Copies of user data that no table owns are kept for user_data_retention_s, then deleted.
+_EXPIRING = {"retention": settings.user_data_retention_s, **_RAW}
+clicks_dlq = app.topic(settings.topic("clicks-dlq"), partitions=settings.partitions, **_EXPIRING)
 segment_changes = app.topic(settings.topic("segment-changes"), partitions=settings.partitions, **_RAW)
 triggers = app.topic(settings.topic("triggers"), partitions=settings.partitions, **_RAW)
 segment_drift = app.topic(settings.topic("segment-drift"), partitions=1, **_RAW)
 # One partition: the learner is a single global model.
-model_samples = app.topic(settings.topic("model-samples"), partitions=1, **_RAW)
+model_samples = app.topic(settings.topic("model-samples"), partitions=1, **_EXPIRING)
 # Compacted: keys "current" (the model snapshot) and "learner" (the learner checkpoint).
 segment_model = app.topic(settings.topic("segment-model"), partitions=1, compacting=True, **_RAW)
 
 # Webhook deliveries that failed for good (app/webhook_dispatch.py), and one retry topic per
 # retry: records of one level are due in about the order they arrive.
-webhooks_dlq = app.topic(settings.topic("webhooks-dlq"), partitions=settings.partitions, **_RAW)
+webhooks_dlq = app.topic(settings.topic("webhooks-dlq"), partitions=settings.partitions, **_EXPIRING)
 webhook_retries = tuple(
-    app.topic(settings.topic(f"webhooks-retry-{level}"), partitions=settings.partitions, **_RAW)
+    app.topic(settings.topic(f"webhooks-retry-{level}"), partitions=settings.partitions, **_EXPIRING)
     for level in range(1, settings.webhook_max_attempts)
 ) if settings.webhooks else ()  # fmt: skip
 
@@ -70,6 +72,8 @@ async def create_before_start(co_partitioned: Sequence[str] = (), timeout_s: flo
         missing = [topic for topic in ALL_TOPICS if topic.get_topic_name() not in existing]
         for topic in missing:  # one at a time: a worker starting beside this one may create some
             config = {"cleanup.policy": "compact"} if topic.compacting else {}
+            if topic.retention is not None:
+                config["retention.ms"] = str(int(topic.retention * 1000))
             new = NewTopic(topic.get_topic_name(), topic.partitions, app.conf.topic_replication_factor,
                            topic_configs=config)  # fmt: skip
             response = await admin.create_topics([new])

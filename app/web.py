@@ -17,6 +17,7 @@ from agents.profiles import profile_of, profile_store
 from app import metrics
 from app.api import ApiError
 from app.dashboard import asset
+from app.delivery import guard
 from app.lookup import Lookup, Reply
 from app.main import app, settings
 from app.openapi import DOCUMENT
@@ -73,6 +74,8 @@ async def healthz(self, request):
 
 @app.page("/readyz")
 async def readyz(self, request):
+    if guard.failure is not None:  # an agent crashed or an output failed: the worker is stopping
+        return _send(self, Reply(503, {"status": "failed", "reason": repr(guard.failure)[:200]}))
     ready = tables_ready()
     return _send(self, Reply(200 if ready else 503, {"status": "ready" if ready else "recovering"}))
 

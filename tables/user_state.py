@@ -10,12 +10,14 @@ and Faust flushes the producer before every offset commit.
 
 from __future__ import annotations
 
+import asyncio
 from collections import OrderedDict
-from collections.abc import Callable, Collection, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 
 import orjson
 
 from app import metrics
+from app.delivery import guard
 from app.core.state import UserState
 from app.main import app, settings
 from app.record_batches import BatchSender
@@ -118,10 +120,17 @@ class UserStateCache:
         """Forget cached states (partitions moved): the table is the truth again."""
         self._states.clear()
 
-    async def write(self, touched: dict[str, UserState], encoded: Mapping[str, bytes] | None = None) -> int:
-        """Write every touched state to the local store and the changelog; returns bytes written.
+    async def write(
+        self, touched: dict[str, UserState], encoded: Mapping[str, bytes] | None = None,
+        outputs: Sequence[asyncio.Future] = (),
+    ) -> int:  # fmt: skip
+        """Write every touched state to the local store now, and to the changelog once ``outputs`` are delivered.
 
         ``encoded`` holds states already encoded, by user: those bytes are written.
+        ``outputs``: the delivery futures of what these states decided (segment changes,
+        triggers). A state in the changelog marks its messages applied, so that a
+        redelivery skips them; it goes there only after their outputs (app/delivery.py).
+        Returns the bytes written.
 
         A state goes to the partition of the last message it applied (``state.applied``):
         the changelog is co-partitioned with the clicks.
@@ -140,7 +149,8 @@ class UserStateCache:
             self._remember(user_id, state)
             records.append((partition, key, value))
         producer = app.producer._ensure_producer()  # Faust's own aiokafka producer
-        await self._sender.send(producer, self.table.changelog_topic.get_topic_name(), records)
+        topic = self.table.changelog_topic.get_topic_name()
+        await guard.after(list(outputs), lambda: self._sender.send(producer, topic, records))
         return written
 
     def _remember(self, user_id: str, state: UserState) -> None:

@@ -57,6 +57,7 @@ class Worker:
             "SEGSTREAM_REDIS_PREFIX": f"{self.app_id}:",  # profiles of different tests never meet
             **env,
         }
+        self.bootstrap = self.env["SEGSTREAM_BROKER"].removeprefix("kafka://")
         self.process: subprocess.Popen | None = None
 
     def topic(self, name: str) -> str:
@@ -77,9 +78,8 @@ class Worker:
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"worker exited with {self.process.returncode}:\n{self.log_tail()}")
-            if self._log().count("[^Worker]: Ready") > ready_before and asyncio.run(
-                topics_exist([self.topic("clicks"), self.topic("segment-changes"), self.topic("segment-model")])
-            ):
+            topics = [self.topic("clicks"), self.topic("segment-changes"), self.topic("segment-model")]
+            if self._log().count("[^Worker]: Ready") > ready_before and asyncio.run(topics_exist(topics, self.bootstrap)):
                 return self
             time.sleep(0.5)
         self.stop(signal.SIGKILL)
@@ -111,8 +111,8 @@ def user_key(line: bytes) -> bytes:
     return (doc[0] if isinstance(doc, list) else doc)["user_id"].encode()
 
 
-async def topics_exist(names: Iterable[str]) -> bool:
-    consumer = AIOKafkaConsumer(bootstrap_servers=BOOTSTRAP)
+async def topics_exist(names: Iterable[str], bootstrap: str = BOOTSTRAP) -> bool:
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
     await consumer.start()
     try:
         return set(names) <= await consumer.topics()
@@ -120,9 +120,11 @@ async def topics_exist(names: Iterable[str]) -> bool:
         await consumer.stop()
 
 
-async def produce(topic: str, messages: Iterable[tuple[bytes | None, bytes]]) -> list[tuple[int, int]]:
+async def produce(
+    topic: str, messages: Iterable[tuple[bytes | None, bytes]], bootstrap: str = BOOTSTRAP
+) -> list[tuple[int, int]]:
     """Send (key, value) pairs in order; returns each message's (partition, offset)."""
-    producer = AIOKafkaProducer(bootstrap_servers=BOOTSTRAP, linger_ms=5)
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
     await producer.start()
     try:
         futures = [await producer.send(topic, value, key=key) for key, value in messages]
@@ -132,8 +134,8 @@ async def produce(topic: str, messages: Iterable[tuple[bytes | None, bytes]]) ->
     return [(r.partition, r.offset) for r in results]
 
 
-async def partitions_of(topic: str) -> list[int]:
-    producer = AIOKafkaProducer(bootstrap_servers=BOOTSTRAP)
+async def partitions_of(topic: str, bootstrap: str = BOOTSTRAP) -> list[int]:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
     await producer.start()
     try:
         return sorted(await producer.partitions_for(topic))  # waits for the topic's metadata
@@ -141,9 +143,9 @@ async def partitions_of(topic: str) -> list[int]:
         await producer.stop()
 
 
-async def end_offsets(topic: str) -> dict[int, int]:
-    partitions = [TopicPartition(topic, p) for p in await partitions_of(topic)]
-    consumer = AIOKafkaConsumer(bootstrap_servers=BOOTSTRAP)
+async def end_offsets(topic: str, bootstrap: str = BOOTSTRAP) -> dict[int, int]:
+    partitions = [TopicPartition(topic, p) for p in await partitions_of(topic, bootstrap)]
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
     await consumer.start()
     try:
         ends = await consumer.end_offsets(partitions)
@@ -152,8 +154,8 @@ async def end_offsets(topic: str) -> dict[int, int]:
         await consumer.stop()
 
 
-async def committed(group: str, topic: str) -> dict[int, int]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=BOOTSTRAP)
+async def committed(group: str, topic: str, bootstrap: str = BOOTSTRAP) -> dict[int, int]:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
         offsets = await admin.list_consumer_group_offsets(group)
@@ -164,22 +166,22 @@ async def committed(group: str, topic: str) -> dict[int, int]:
 
 def wait_until_consumed(worker: Worker, topic: str, timeout: float = 240.0) -> None:
     """Block until the worker's group has committed every offset of ``topic``."""
-    ends = asyncio.run(end_offsets(topic))
+    ends = asyncio.run(end_offsets(topic, worker.bootstrap))
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if worker.process is not None and worker.process.poll() is not None:
             raise RuntimeError(f"worker died:\n{worker.log_tail()}")
-        done = asyncio.run(committed(worker.app_id, topic))
+        done = asyncio.run(committed(worker.app_id, topic, worker.bootstrap))
         if all(done.get(p, -1) >= end for p, end in ends.items() if end > 0):
             return
         time.sleep(1.0)
     raise TimeoutError(f"{topic} not consumed: committed {done}, end {ends}\n{worker.log_tail()}")
 
 
-async def read_all(topic: str, idle_s: float = 3.0, timeout: float = 60.0) -> list:
+async def read_all(topic: str, idle_s: float = 3.0, timeout: float = 60.0, bootstrap: str = BOOTSTRAP) -> list:
     """Every record of ``topic`` from the beginning, once it has been idle for ``idle_s``."""
     consumer = AIOKafkaConsumer(
-        topic, bootstrap_servers=BOOTSTRAP, auto_offset_reset="earliest", enable_auto_commit=False, group_id=None
+        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False, group_id=None
     )
     await consumer.start()
     records = []
@@ -194,3 +196,29 @@ async def read_all(topic: str, idle_s: float = 3.0, timeout: float = 60.0) -> li
     finally:
         await consumer.stop()
     return records
+
+
+class OwnBroker:
+    """A Kafka broker of a test's own (scripts/services with its own state and ports), which it may stop."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.port = free_port()
+        self.env = {
+            **os.environ,
+            "SEGSTREAM_STATE": str(tmp / "services"),
+            "KAFKA_PORT": str(self.port),
+            "KAFKA_CONTROLLER_PORT": str(free_port()),
+            "KAFKA_HEAP_OPTS": "-Xms128m -Xmx512m",  # beside the shared broker on two cores
+        }
+        self.bootstrap = f"127.0.0.1:{self.port}"
+
+    def _services(self, command: str) -> None:
+        subprocess.run([str(ROOT / "scripts" / "services"), command, "kafka"], env=self.env, check=True,
+                       stdout=subprocess.DEVNULL)  # fmt: skip
+
+    def start(self) -> OwnBroker:
+        self._services("start")  # returns once the broker answers
+        return self
+
+    def stop(self) -> None:
+        self._services("stop")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import sys
 from pathlib import Path
 
 
@@ -16,20 +17,28 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from faust.worker import Worker
 
+    from app.delivery import guard
     from app.main import app, settings
     from app.settings import check_exposure
 
     import_agents()
-    from app.logs import json_logging_config, quiet_client_errors
+    from app.logs import json_logging_config, quiet_client_errors, rate_limit_client_logs
 
     level = args.loglevel or settings.log_level
     config = json_logging_config(level) if settings.log_format == "json" else None
     check_exposure(settings, "the worker")
     quiet_client_errors()
+    rate_limit_client_logs()  # a broker outage is a line every few seconds, not thousands
     _check_data_dir(settings.data_dir)
     _create_topics()
     worker = Worker(app, loglevel=level, logging_config=config)
-    worker.execute_from_commandline()  # returns when the worker stops (SIGINT/SIGTERM)
+    try:
+        worker.execute_from_commandline()  # raises SystemExit when the worker stops (SIGINT/SIGTERM)
+    except SystemExit:
+        if guard.failure is not None:  # it stopped itself: an output failed (app/delivery.py)
+            print(f"segstream worker: stopped after an output failed: {guard.failure!r}", file=sys.stderr)
+            return 1
+        raise
     return 0
 
 

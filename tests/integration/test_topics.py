@@ -27,33 +27,36 @@ def _run_create(prefix: str, **env: str) -> subprocess.CompletedProcess:
                           timeout=120)  # fmt: skip
 
 
-def _create(prefix: str) -> list[str]:
-    done = _run_create(prefix)
+def _create(prefix: str, **env: str) -> list[str]:
+    done = _run_create(prefix, **env)
     assert done.returncode == 0, done.stderr[-3000:]
     return orjson.loads(done.stdout)
 
 
-async def _cleanup_policy(topic: str) -> str:
+async def _topic_config(topic: str) -> dict[str, str]:
     admin = AIOKafkaAdminClient(bootstrap_servers=BOOTSTRAP)
     await admin.start()
     try:
         (response,) = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic)])
     finally:
         await admin.close()
-    entries = {entry[0]: entry[1] for entry in response.resources[0][4]}
-    return entries["cleanup.policy"]
+    return {entry[0]: entry[1] for entry in response.resources[0][4]}
 
 
 def test_topics_exist_with_their_partitions_and_compaction_before_the_worker_starts():
     prefix = f"it-{uuid.uuid4().hex[:10]}-"
-    created = _create(prefix)
+    created = _create(prefix, SEGSTREAM_USER_DATA_RETENTION_S="3600")
     expected = {"clicks": 3, "clicks-dlq": 3, "segment-changes": 3, "triggers": 3, "segment-drift": 1,
                 "model-samples": 1, "segment-model": 1, "webhooks-dlq": 3}  # fmt: skip
     assert sorted(created) == sorted(prefix + name for name in expected)
     for name, partitions in expected.items():
         assert len(asyncio.run(partitions_of(prefix + name))) == partitions, name
-    assert asyncio.run(_cleanup_policy(prefix + "segment-model")) == "compact"
-    assert asyncio.run(_cleanup_policy(prefix + "clicks")) == "delete"
+    configs = {name: asyncio.run(_topic_config(prefix + name)) for name in expected}
+    assert configs["segment-model"]["cleanup.policy"] == "compact"
+    assert configs["clicks"]["cleanup.policy"] == "delete"
+    # Copies of user data that no table owns expire: erased users leave them too.
+    assert {name for name, config in configs.items() if config["retention.ms"] == "3600000"} == {
+        "clicks-dlq", "model-samples", "webhooks-dlq"}  # fmt: skip
     assert _create(prefix) == []  # a second worker, or a restart, creates nothing
 
 
