@@ -58,7 +58,15 @@ async def learn_segments(stream):
             await model_feed.caught_up.wait()
             learner = _restore_learner()
         published = None
-        samples = [sample for raw in batch for sample in orjson.loads(raw)]
+        samples, erased = [], False
+        for raw in batch:
+            doc = orjson.loads(raw)
+            if isinstance(doc, dict):  # {"erase": [user ids]}: erased users leave the learner's samples
+                for user in doc.get("erase", ()):
+                    learner.forget(user)
+                erased = True
+            else:
+                samples.extend(doc)
         for vector, ts, *rest in samples:  # [vector | null, ts, rfm | null, user]
             rfm, user = (rest + [None, None])[:2]
             if rfm is not None:
@@ -73,7 +81,8 @@ async def learn_segments(stream):
                 else:
                     published = output
         # published: the newest ModelSnapshot of this batch, if any
-        if published is not None:
+        if published is not None or erased:  # a checkpoint without the erased users replaces the last one
             guard.track(await segment_model.send(key=LEARNER, value=pickle.dumps(learner)))
+        if published is not None:
             guard.track(await segment_model.send(key=CURRENT, value=encode_model(published)))
             log.info("published model v%d after %d samples", published.version, learner.samples)

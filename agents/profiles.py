@@ -17,9 +17,10 @@ profile_store = RedisProfileStore.from_settings(settings)
 
 
 def profile_of(user_id: str) -> dict[str, Any] | None:
-    """The profile of a user this worker owns, from the table; None if it has no state here."""
+    """The profile of a user this worker owns, from the table; None if it has no state here,
+    or they withdrew consent."""
     state = user_states.get(user_id)
-    if state is None:
+    if state is None or state.withdrawn:
         return None
     return build_profile(user_id, state, engine.model, settings.engine.features, updated_at=time.time())
 

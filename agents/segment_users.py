@@ -74,19 +74,19 @@ def _follow_published_model() -> set[str]:
     return set()
 
 
-def _owned_click_partitions() -> set[TP]:
+def owned_click_partitions() -> set[TP]:
     """This worker's click partitions, which are its user states' (co-partitioned)."""
     clicks_topic = clicks.get_topic_name()
     return {tp for tp in app.assignor.assigned_actives() if tp.topic == clicks_topic}
 
 
-def _owned_partitions() -> set[int]:
-    return {tp.partition for tp in _owned_click_partitions()}
+def owned_partitions() -> set[int]:
+    return {tp.partition for tp in owned_click_partitions()}
 
 
 async def _move_members_of_retired(retired: set[str], now: float) -> None:
     """Members of segments the new model retired move now, not at their next click."""
-    result = engine.retire(user_states.members_of(retired, _owned_partitions()), emitted_at=now)
+    result = engine.retire(user_states.members_of(retired, owned_partitions()), emitted_at=now)
     if result.changes:
         await _publish(result)
         log.info("moved %d users out of retired segments %s", len(result.changes), sorted(retired))
@@ -96,7 +96,7 @@ async def _redecide(now: float) -> None:
     """The next users of the sweep after a new fit, re-decided under it (app/core/sweep.py)."""
     if not engine.sweep:
         return
-    owned = _owned_partitions()
+    owned = owned_partitions()
 
     def owned_state(user_id: str):
         # The store also holds standby copies of other workers' users: those are not ours to move.
@@ -146,11 +146,11 @@ async def segment_users(stream):
 
 
 # A batch and an idle advance both read states, decide, and write: one at a time.
-_deciding = asyncio.Lock()
+deciding = asyncio.Lock()
 
 
 async def _segment_batch_alone(batch: Sequence[EventT]) -> None:
-    async with _deciding:
+    async with deciding:
         await _segment_batch(batch)
 
 
@@ -216,7 +216,10 @@ async def _publish(result, encoded: dict[str, bytes] | None = None) -> None:
     # The states go to the changelog once these outputs are on the broker (app/delivery.py).
     metrics.state_bytes.inc(await user_states.write(touched, encoded, outputs=deliveries))
     if settings.profiles:
+        profile_writer.erase(result.withdrawn)  # consent withdrawn: the profile goes, before any new write
         profile_writer.mark(touched)  # written by write_profiles, off this path
+    if result.withdrawn:  # ... and so does the learner's sample of them
+        guard.track(await model_samples.send(value=orjson.dumps({"erase": result.withdrawn})))
     segment_sizes.apply(result.changes)
     dashboard.observe_outputs(result.changes, result.triggers)
     for change in result.changes:
@@ -234,7 +237,7 @@ async def _reindex() -> None:
     """
     engine.deadlines.clear()
     segment_sizes.clear()
-    owned = _owned_partitions()
+    owned = owned_partitions()
     scheduled = user_states.reindex(engine.deadlines, settings.engine.rules.triggers, owned, segment_sizes.count)
     if engine.segmenter.clustered:  # users new to this worker may not have been re-decided under the newest fit
         engine.sweep.start(user_states.user_ids())
@@ -248,7 +251,7 @@ async def advance_idle_watermark() -> None:
         return
     if not quiet.partitions:
         return
-    async with _deciding:
+    async with deciding:
         await _advance_idle(time.time())
 
 
@@ -269,7 +272,7 @@ async def _advance_idle(now: float) -> None:
 
 def _hear_from_broker() -> None:
     """Where reading resumed, and what the latest fetches reported (app/core/quiet.py)."""
-    owned = _owned_click_partitions()
+    owned = owned_click_partitions()
     quiet.resumed({tp.partition: offset for tp, offset in app.tables.recovery.resumed_at.items() if tp in owned})
     for tp, (log_end, at) in fetch_reports(app, owned).items():
         quiet.fetched(tp.partition, log_end, at)

@@ -1,4 +1,4 @@
-"""``segstream`` subcommands: worker, replay, simulate, demo, profiles, webhooks, api."""
+"""``segstream`` subcommands: worker, replay, simulate, demo, profiles, webhooks, users, api."""
 
 from __future__ import annotations
 
@@ -8,11 +8,11 @@ import sys
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from app.commands import api, demo, profiles, replay, simulate, webhooks, worker
+    from app.commands import api, demo, profiles, replay, simulate, users, webhooks, worker
 
     parser = argparse.ArgumentParser(prog="segstream", description="Real-time user segmentation on Kafka.")
     subparsers = parser.add_subparsers(dest="command", required=True)
-    for command in (worker, replay, simulate, demo, profiles, webhooks, api):
+    for command in (worker, replay, simulate, demo, profiles, webhooks, users, api):
         command.add_parser(subparsers)
     return parser
 

@@ -49,6 +49,7 @@ class ProfileWriter:
         self.max_backoff_s = max_backoff_s
         self._observe = observe  # (metric, value): "written", "refused", "error", "seconds", "backlog"
         self._marked: dict[str, None] = {}  # users to write, oldest mark first
+        self._erased: dict[str, None] = {}  # users to remove from the store, before any write
         self._backoff_s = 0.0
         self._retry_at = 0.0
 
@@ -61,6 +62,12 @@ class ProfileWriter:
         for user_id in user_ids:
             marked[user_id] = None
 
+    def erase(self, user_ids: Iterable[str]) -> None:
+        """Remove these users from the store at the next flush; a later mark writes them anew."""
+        for user_id in user_ids:
+            self._marked.pop(user_id, None)
+            self._erased[user_id] = None
+
     async def flush(self, *, now: float | None = None) -> int:
         """Write the users marked so far, a chunk per round trip; returns how many were written.
 
@@ -69,6 +76,8 @@ class ProfileWriter:
         """
         now = time.monotonic() if now is None else now
         if now < self._retry_at:
+            return 0
+        if self._erased and not await self._erase(now):
             return 0
         done, left = 0, len(self._marked)  # users marked during the flush wait for the next one
         while self._marked and left > 0:
@@ -83,11 +92,7 @@ class ProfileWriter:
                 written, refused = await self.store.write(profiles)
             except Exception as exc:  # any store failure: keep the users, retry later
                 self.mark(users)
-                self._backoff_s = min(self.max_backoff_s, max(0.1, 2 * self._backoff_s))
-                self._retry_at = now + self._backoff_s
-                self._observe("error", 1)
-                log.warning("profile store write failed (%s); %d users wait, retry in %.1fs",
-                            type(exc).__name__, len(self._marked), self._backoff_s)  # fmt: skip
+                self._fail(now, exc, "write")
                 break
             self._observe("seconds", time.perf_counter() - started)
             self._observe("written", written)
@@ -96,3 +101,22 @@ class ProfileWriter:
             done += written
         self._observe("backlog", len(self._marked))
         return done
+
+    async def _erase(self, now: float) -> bool:
+        """Remove the erased users from the store; False (they wait, with the backoff) if it failed."""
+        users = list(self._erased)
+        try:
+            await self.store.erase(users)
+        except Exception as exc:  # any store failure: retry later, before any write
+            self._fail(now, exc, "erase")
+            return False
+        for user_id in users:
+            self._erased.pop(user_id, None)
+        return True
+
+    def _fail(self, now: float, exc: Exception, what: str) -> None:
+        self._backoff_s = min(self.max_backoff_s, max(0.1, 2 * self._backoff_s))
+        self._retry_at = now + self._backoff_s
+        self._observe("error", 1)
+        log.warning("profile store %s failed (%s); %d users wait, retry in %.1fs",
+                    what, type(exc).__name__, len(self._marked) + len(self._erased), self._backoff_s)  # fmt: skip

@@ -27,9 +27,12 @@ class BatchSender:
         self._on_sent = on_sent  # (topic, records queued): Faust's sensor does not see these sends
 
     async def send(
-        self, producer: AIOKafkaProducer, topic: str, records: Iterable[tuple[int, bytes, bytes]]
+        self, producer: AIOKafkaProducer, topic: str, records: Iterable[tuple[int, bytes, bytes | None]]
     ) -> list[asyncio.Future]:
-        """Queue the records; returns their delivery futures (also tracked by the guard)."""
+        """Queue (partition, key, value) records (None: a tombstone); returns their delivery futures.
+
+        The guard tracks them too.
+        """
         self._deliveries.raise_failed()  # no more records after a failed one
         batches: dict[int, object] = {}
         sent: list[asyncio.Future] = []

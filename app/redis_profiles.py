@@ -49,6 +49,14 @@ redis.call('EXPIRE', KEYS[1], ARGV[4])
 return 1
 """
 
+# Erasure: the profile, and the user in every segment index (a stale index too, whose
+# profile expired: ARGV[2..] are all the segment keys under the prefix).
+_ERASE = """
+local removed = redis.call('DEL', KEYS[1])
+for i = 2, #ARGV do redis.call('ZREM', ARGV[i], ARGV[1]) end
+return removed
+"""
+
 
 class RedisProfileStore:
     """:class:`app.core.profile.ProfileStore` on Redis (tested against a real redis-server)."""
@@ -67,6 +75,7 @@ class RedisProfileStore:
         )  # fmt: skip
         self._redis = Redis(connection_pool=pool)
         self._write = self._redis.register_script(_WRITE)
+        self._erase = self._redis.register_script(_ERASE)
 
     @classmethod
     def from_settings(cls, settings: Any, *, min_timeout_s: float = 0.0) -> RedisProfileStore:
@@ -100,6 +109,15 @@ class RedisProfileStore:
     async def get(self, user_id: str) -> dict[str, Any] | None:
         raw = await self._redis.hget(f"{self.prefix}profile:{user_id}", "json")
         return None if raw is None else orjson.loads(raw)
+
+    async def erase(self, user_ids: Sequence[str]) -> int:
+        if not user_ids:
+            return 0
+        segments = [key async for key in self._redis.scan_iter(match=f"{self.prefix}segment:*", count=1000)]
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for user_id in user_ids:
+                await self._erase(keys=[f"{self.prefix}profile:{user_id}"], args=[user_id, *segments], client=pipe)
+            return sum(await pipe.execute())
 
     async def members(self, segment: str, cursor: str, count: int) -> tuple[list[str], str]:
         # ZSCAN's cursor is Redis's own: stable across pages, a user may rarely repeat.

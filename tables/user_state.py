@@ -153,6 +153,26 @@ class UserStateCache:
         await guard.after(list(outputs), lambda: self._sender.send(producer, topic, records))
         return written
 
+    async def erase(self, users: Mapping[str, int], outputs: Sequence[asyncio.Future] = ()) -> None:
+        """Delete the states of ``users`` (user id -> their partition): from the store and cache now,
+        and from the changelog with a tombstone once ``outputs`` (their exits) are delivered.
+
+        Compaction then removes the user's older records from the changelog; a
+        recovering worker drops the key as soon as it reads the tombstone.
+        """
+        local, partition_of = self._local(), getattr(self.table.data, "_key_partition", None)
+        records = []
+        for user_id, partition in users.items():
+            key = user_id.encode()
+            local.pop(key, None)
+            if partition_of is not None:
+                partition_of.pop(key, None)
+            self._states.pop(user_id, None)
+            records.append((partition, key, None))
+        producer = app.producer._ensure_producer()
+        topic = self.table.changelog_topic.get_topic_name()
+        await guard.after(list(outputs), lambda: self._sender.send(producer, topic, records))
+
     def _remember(self, user_id: str, state: UserState) -> None:
         self._states[user_id] = state
         self._states.move_to_end(user_id)

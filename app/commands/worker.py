@@ -47,6 +47,7 @@ def import_agents() -> None:
     import agents.learn_segments  # noqa: F401
     import agents.deliver_webhooks  # noqa: F401
     import agents.segment_users  # noqa: F401
+    import agents.erase_users  # noqa: F401
     import agents.write_profiles  # noqa: F401
     import app.web  # noqa: F401
 

@@ -98,11 +98,7 @@ def _one_by_one(engine, events, lookup, forget, messages, encode, positions, pro
             merged.touched.update(kept)
             failures.append(Failure(messages[start], f"processing failed: {type(exc).__name__}: {exc}"[:500]))
         else:
-            merged.touched.update(result.touched)
+            merged.absorb(result)
             encoded.update(fresh)
-            merged.changes.extend(result.changes)
-            merged.triggers.extend(result.triggers)
-            merged.samples.extend(result.samples)
-            merged.outcomes.update(result.outcomes)
         start = end
     return merged, encoded, failures

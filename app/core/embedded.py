@@ -84,6 +84,8 @@ class EmbeddedPipeline:
         self._collect(result, out)
         if self.learner is None:
             return
+        for user in result.withdrawn:  # consent withdrawn: the learner's sample of them goes
+            self.learner.forget(user)
         for sample in result.samples:
             if sample.rfm is not None:
                 out.models.extend(self.learner.learn_rfm(*sample.rfm, ts=sample.ts))  # RFM-only, before clusters
@@ -128,4 +130,6 @@ class EmbeddedPipeline:
         as_of = self.engine.watermark.max_ts
         model = self.engine.model
         for user_id, state in self.states.items():
+            if state.withdrawn:  # consent withdrawn: no profile
+                continue
             yield build_profile(user_id, state, model, self.config.features, updated_at=as_of, as_of=as_of)

@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from app.core.changes import CHANGE_SCHEMA, exit_changes
 from app.core.deadlines import DeadlineIndex
 from app.core.events import ClickEvent, format_ts
 from app.core.features import OK, FeatureConfig, UserFeatures
@@ -42,7 +43,7 @@ from app.core.state import UserState
 from app.core.sweep import RefitSweep
 from app.core.watermark import Watermark
 
-CHANGE_SCHEMA = 1
+WITHDRAWN = "withdrawn"  # an event of a user who withdrew consent, not profiled
 REDELIVERED = "redelivered"  # an at-least-once redelivery of a message already applied
 _SAMPLE_BUCKETS = 10_000
 
@@ -82,6 +83,18 @@ class BatchResult:
     triggers: list[dict[str, Any]] = field(default_factory=list)  # trigger events
     samples: list[Sample] = field(default_factory=list)
     outcomes: Counter = field(default_factory=Counter)  # ok / late / duplicate
+    erased: list[str] = field(default_factory=list)  # users whose states are to be deleted
+    withdrawn: list[str] = field(default_factory=list)  # users who withdrew consent: profile and samples go
+
+    def absorb(self, later: BatchResult) -> None:
+        """Append the result of the events that came after this one's."""
+        self.touched.update(later.touched)
+        self.changes += later.changes
+        self.triggers += later.triggers
+        self.samples += later.samples
+        self.outcomes.update(later.outcomes)
+        self.erased += later.erased
+        self.withdrawn += later.withdrawn
 
 
 @dataclass(slots=True)
@@ -146,6 +159,61 @@ class Engine:
     ) -> BatchResult:
         """Fold ``events`` (in input order) into state; ``lookup`` reads current state.
 
+        An event with ``consent: false`` withdraws its user at that point of the batch
+        (:meth:`_withdraw`); what comes before it is processed first, what follows after.
+        """
+        cut = next((i for i, event in enumerate(events) if event.consent is False), None)
+        if cut is None:
+            return self._process(events, lookup, emitted_at=emitted_at, stored=stored, positions=positions,
+                                 messages=messages)  # fmt: skip
+        result = self._process(events[:cut], lookup, emitted_at=emitted_at, stored=stored,
+                               positions=positions[:cut] if positions is not None else None,
+                               messages=messages[:cut] if messages is not None else None)  # fmt: skip
+        self._withdraw(events[cut], positions[cut] if positions is not None else None, lookup, result, emitted_at)
+        touched = result.touched
+        rest = self.process(  # the states after the withdrawal are this batch's; the engine copies what it needs
+            events[cut + 1 :], lambda user: touched.get(user) or lookup(user), emitted_at=emitted_at,
+            positions=positions[cut + 1 :] if positions is not None else None,
+            messages=messages[cut + 1 :] if messages is not None else None,
+        )  # fmt: skip
+        result.absorb(rest)
+        return result
+
+    def _withdraw(self, event: ClickEvent, position, lookup, result: BatchResult, emitted_at: float) -> None:
+        """``consent: false``: the user leaves every segment, and only a marker of them is kept.
+
+        Their deadlines and this batch's samples of them go; the caller removes their
+        profile and their learner sample (``result.withdrawn``). Their events are then
+        skipped as ``withdrawn`` until one carries ``consent: true``.
+        """
+        user_id = event.user_id
+        state = result.touched.get(user_id) or lookup(user_id) or UserState()
+        if position is not None and state.applied is not None and position[0] == state.applied[0] \
+                and position[1] <= state.applied[1]:  # fmt: skip
+            result.outcomes[REDELIVERED] += 1
+            return
+        if not state.withdrawn:
+            result.changes.extend(exit_changes(user_id, state, event.ts, format_ts(emitted_at), self.model))
+        marker = state.withdrawal()
+        marker.applied = position if position is not None else state.applied
+        result.touched[user_id] = marker
+        result.withdrawn.append(user_id)
+        result.samples = [sample for sample in result.samples if sample.user != user_id]
+        self.deadlines.schedule(user_id, None)
+        result.outcomes[WITHDRAWN] += 1
+
+    def _process(
+        self,
+        events: Sequence[ClickEvent],
+        lookup: Callable[[str], UserState | None],
+        *,
+        emitted_at: float = 0.0,
+        stored: Callable[[str], UserState | None] | None = None,
+        positions: Sequence[tuple[int, int]] | None = None,
+        messages: Sequence[Hashable] | None = None,
+    ) -> BatchResult:
+        """:meth:`process` for a run of events with no withdrawal.
+
         ``stored``, when given, reads a user's state as it was before this batch
         (a fresh object); without it the engine copies the features of users with
         several events in the batch, to rebuild the snapshot of a change that is
@@ -209,6 +277,12 @@ class Engine:
                     continue
                 state.applied = position
                 partition = position[0]
+            if state.withdrawn:  # no consent: nothing of the user is kept until they give it again
+                if event.consent is not True:
+                    result.outcomes[WITHDRAWN] += 1
+                    skipped.add(index)
+                    continue
+                state.withdrawn = False
             if user_id not in changed:  # the first event since the user's last decision
                 had_evidence[user_id] = evidence(state.features)
             outcome = state.features.apply(event, features_cfg)

@@ -74,6 +74,9 @@ class ProfileStore(Protocol):
 
     async def get(self, user_id: str) -> dict[str, Any] | None: ...
 
+    async def erase(self, user_ids: Sequence[str]) -> int:
+        """Remove the users' profiles and every segment index entry of theirs; returns profiles removed."""
+
     async def members(self, segment: str, cursor: str, count: int) -> tuple[list[str], str]:
         """One page of a segment's users and the cursor of the next ("" when done)."""
 
@@ -114,6 +117,12 @@ class InMemoryProfileStore:
 
     async def get(self, user_id: str) -> dict[str, Any] | None:
         return self.profiles.get(user_id)
+
+    async def erase(self, user_ids: Sequence[str]) -> int:
+        for users in self.index.values():
+            for user_id in user_ids:
+                users.pop(user_id, None)
+        return sum(self.profiles.pop(user_id, None) is not None for user_id in user_ids)
 
     async def members(self, segment: str, cursor: str, count: int) -> tuple[list[str], str]:
         users = list(self.index.get(segment, {}))

@@ -58,7 +58,9 @@ class SegmentSizes:
         sizes = self._sizes
         for change in changes:
             kind, segment = change["kind"], change["segment"]
-            if kind == CLUSTER:
+            if kind == CLUSTER and change["change"] == "exited":  # an erased user leaves without a next segment
+                sizes[CLUSTER, segment] = sizes.get((CLUSTER, segment), 0) - 1
+            elif kind == CLUSTER:
                 previous = change["previous"]
                 if previous != NEW_SEGMENT:
                     sizes[CLUSTER, previous] = sizes.get((CLUSTER, previous), 0) - 1

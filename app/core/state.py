@@ -20,8 +20,9 @@ from app.core.signals import Signals
 
 # 2: window buckets as [index, count] pairs. 3: rule and trigger signals. 4: the last
 # interactions. 5: features for cadence, funnel, order values, local time and device mix
-# (UserFeatures.from_record tells the layouts apart). Older records still read.
-STATE_SCHEMA = 5
+# (UserFeatures.from_record tells the layouts apart). 6: withdrawn consent. Older records
+# still read.
+STATE_SCHEMA = 6
 
 
 class UserState:
@@ -30,9 +31,12 @@ class UserState:
     ``applied`` is ``(partition, offset)`` of the newest input message folded in.
     A message redelivered after a crash (at-least-once) has an offset at or below
     it and is skipped whole, however many events it carries.
+
+    ``withdrawn``: the user sent ``consent: false``. Their state then holds nothing
+    else (:meth:`withdrawal`) and their events are not profiled until ``consent: true``.
     """
 
-    __slots__ = ("features", "membership", "applied", "signals", "interactions")
+    __slots__ = ("features", "membership", "applied", "signals", "interactions", "withdrawn")
 
     def __init__(
         self,
@@ -41,22 +45,30 @@ class UserState:
         applied: tuple[int, int] | None = None,
         signals: Signals | None = None,
         interactions: Interactions | None = None,
+        withdrawn: bool = False,
     ) -> None:
         self.features = features or UserFeatures()
         self.membership = membership or Membership()
         self.applied = applied
         self.signals = signals or Signals()
         self.interactions = interactions or Interactions()
+        self.withdrawn = withdrawn
+
+    def withdrawal(self) -> UserState:
+        """What is kept of a user who withdrew consent: the marker, the last message applied and the
+        change sequence (so that later changes keep unique ids), nothing about their behaviour."""
+        membership = Membership(seq=self.membership.seq)
+        return UserState(membership=membership, applied=self.applied, withdrawn=True)
 
     def to_record(self) -> list[Any]:
         applied = None if self.applied is None else list(self.applied)
         return [STATE_SCHEMA, self.features.to_record(), self.membership.to_record(), applied,
-                self.signals.to_record(), self.interactions.items]  # fmt: skip
+                self.signals.to_record(), self.interactions.items, self.withdrawn]  # fmt: skip
 
     @classmethod
     def from_record(cls, record: list[Any]) -> UserState:
         schema, features, membership, applied, *rest = record
-        if schema not in (1, 2, 3, 4, STATE_SCHEMA):
+        if schema not in (1, 2, 3, 4, 5, STATE_SCHEMA):
             raise ValueError(f"user state schema {schema} is newer than {STATE_SCHEMA}; upgrade segstream")
         return cls(
             UserFeatures.from_record(features),
@@ -64,4 +76,5 @@ class UserState:
             None if applied is None else (applied[0], applied[1]),
             Signals.from_record(rest[0] if rest else None),
             Interactions(rest[1] if len(rest) > 1 else None),
+            bool(rest[2]) if len(rest) > 2 else False,
         )

@@ -46,7 +46,7 @@ async def _topic_config(topic: str) -> dict[str, str]:
 def test_topics_exist_with_their_partitions_and_compaction_before_the_worker_starts():
     prefix = f"it-{uuid.uuid4().hex[:10]}-"
     created = _create(prefix, SEGSTREAM_USER_DATA_RETENTION_S="3600")
-    expected = {"clicks": 3, "clicks-dlq": 3, "segment-changes": 3, "triggers": 3, "segment-drift": 1,
+    expected = {"clicks": 3, "clicks-dlq": 3, "segment-changes": 3, "triggers": 3, "erasures": 3, "segment-drift": 1,
                 "model-samples": 1, "segment-model": 1, "webhooks-dlq": 3}  # fmt: skip
     assert sorted(created) == sorted(prefix + name for name in expected)
     for name, partitions in expected.items():

@@ -1,0 +1,79 @@
+"""``erase_users``: erasure requests in; every copy of the user's data this worker controls, out.
+
+A request on ``erasures`` (``{"user_id": …}``, keyed by user_id; ``segstream users
+erase`` writes them) reaches the worker that owns the user's state, since the topic
+is co-partitioned with the clicks. For each user it:
+
+- publishes an ``exited`` change, reason ``erased``, for every segment they were in
+  (app/core/erasure.py), before anything is deleted;
+- deletes the state from the table and its cache, and tombstones it in the changelog
+  once those changes are delivered; their pending triggers and deadlines go with it;
+- removes the Redis profile and the user from every segment index;
+- tells the learner, which drops the user's sample and writes a checkpoint without it.
+
+It takes turns with the clicks agent (one lock), so no batch writes a state back that
+an erasure has just deleted. A request for a user this worker holds no state of (a new
+user, a repeated request) still clears Redis and the learner.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+
+import orjson
+from faust.types import EventT
+
+from agents.engine import engine, segment_sizes
+from agents.profiles import profile_writer
+from agents.segment_users import change_sender, deciding, owned_partitions
+from app import metrics
+from app.cancel_safe import batches, finish_before_cancel
+from app.core.erasure import erase
+from app.delivery import guard
+from app.main import app, settings
+from app.topics import erasures, model_samples, segment_changes
+from tables.user_state import user_states
+
+log = logging.getLogger(__name__)
+
+
+@app.agent(erasures, concurrency=1)
+async def erase_users(stream):
+    """Per batch of requests: exits published, then state, Redis and learner data removed."""
+    async for batch in batches(stream, 500, 0.5, events=True):
+        await guard.run(finish_before_cancel(_erase_batch(batch)), "the erasure agent")
+
+
+async def _erase_batch(batch: Sequence[EventT]) -> None:
+    users: dict[str, int] = {}  # user id -> their partition (the request's: co-partitioned)
+    for event in batch:
+        try:
+            user_id = orjson.loads(event.value)["user_id"]
+            if not isinstance(user_id, str) or not user_id:
+                raise ValueError("user_id must be a non-empty string")
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+            log.warning("erasure request %s/%d ignored: %s", event.message.topic, event.message.offset, exc)
+            continue
+        users[user_id] = event.message.partition
+    if not users:
+        return
+    now = time.time()
+    owned = owned_partitions()
+    async with deciding:
+        # Another worker's standby copy is not ours to publish exits for; its owner does.
+        states = [(user_id, user_states.get(user_id) if partition in owned else None)
+                  for user_id, partition in users.items()]  # fmt: skip
+        result = erase(engine, states, emitted_at=now)
+        producer = app.producer._ensure_producer()
+        records = [(users[c["user_id"]], c["user_id"].encode(), orjson.dumps(c)) for c in result.changes]
+        deliveries = await change_sender.send(producer, segment_changes.get_topic_name(), records)
+        await user_states.erase({user: users[user] for user in result.erased}, outputs=deliveries)
+        segment_sizes.apply(result.changes)
+        for change in result.changes:
+            metrics.segment_changes.labels(change["kind"]).inc()
+    if settings.profiles:
+        profile_writer.erase(result.erased)
+    guard.track(await model_samples.send(value=orjson.dumps({"erase": result.erased})))
+    log.info("erased %d users (%d segment exits)", len(result.erased), len(result.changes))

@@ -1,0 +1,44 @@
+"""Erasure on request: a user leaves every segment and every pending deadline, and their state goes.
+
+>>> from app.core.engine import EngineConfig
+>>> engine, state = Engine(EngineConfig()), UserState()
+>>> state.signals.rules = ["big_spender"]
+>>> result = erase(engine, [("u1", state)], emitted_at=1_767_225_600.0)
+>>> [(c["change"], c["segment"], c["reason"]) for c in result.changes], result.erased
+([('exited', 'big_spender', 'erased')], ['u1'])
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+
+import orjson
+
+from app.core.changes import exit_changes
+from app.core.engine import BatchResult, Engine
+from app.core.events import format_ts
+from app.core.state import UserState
+
+
+def erasure_request(user_id: str, requested_at: float) -> bytes:
+    """The value of one ``erasures`` record, whose key is the user id (``segstream users erase``)."""
+    return orjson.dumps({"user_id": user_id, "requested_at": requested_at})
+
+
+def erase(engine: Engine, users: Iterable[tuple[str, UserState | None]], *, emitted_at: float = 0.0) -> BatchResult:
+    """Users erased on request leave every segment and every pending deadline.
+
+    ``users``: (user id, their state, or None when this worker holds none). The caller
+    deletes the states (``result.erased``); the changes are at the stream's latest
+    event time.
+    """
+    result, emitted, latest = BatchResult(), format_ts(emitted_at), engine.watermark.max_ts
+    for user_id, state in users:
+        engine.deadlines.schedule(user_id, None)
+        result.erased.append(user_id)
+        if state is not None:
+            ts = max(latest, state.features.last_ts)
+            ts = ts if math.isfinite(ts) else emitted_at  # nothing in event time yet: the request's time
+            result.changes.extend(exit_changes(user_id, state, ts, emitted, engine.model))
+    return result

@@ -1,0 +1,145 @@
+"""``segstream users erase`` reaches every copy of a user's data, and the erasure holds after a restart."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import subprocess
+import time
+import urllib.error
+import urllib.request
+
+import orjson
+import pytest
+import redis
+
+from tests.kafka_harness import SEGSTREAM, Worker, produce, read_all, wait_until_consumed
+
+pytestmark = pytest.mark.integration
+
+CONFIG = """
+[rules.segments]
+carted = "count(add_to_cart, 7d) >= 1"
+[rules.triggers]
+cart_abandon = "20s"
+"""
+
+
+def _status(worker: Worker, user: str) -> int:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{worker.env['SEGSTREAM_WEB_PORT']}/users/{user}", timeout=5):
+            return 200
+    except urllib.error.HTTPError as error:
+        return error.code
+
+
+def _wait(condition, what: str, worker: Worker, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"{what}\n{worker.log_tail()}"
+        time.sleep(0.5)
+
+
+def _redis_keys_of(client: redis.Redis, prefix: str, user: str) -> list[str]:
+    """Every key under ``prefix`` that holds ``user``: their profile, and the segment indexes listing them."""
+    found = []
+    for key in client.scan_iter(match=f"{prefix}*"):
+        name = key.decode()
+        if name == f"{prefix}profile:{user}" or (
+            name.startswith(f"{prefix}segment:") and client.zscore(key, user) is not None
+        ):
+            found.append(name)
+    return sorted(found)
+
+
+def test_an_erased_user_leaves_the_state_redis_the_triggers_and_every_segment(tmp_path):
+    config = tmp_path / "segstream.toml"
+    config.write_text(CONFIG)
+    env = {"SEGSTREAM_CONFIG": str(config), "SEGSTREAM_LEARN": "false", "SEGSTREAM_IDLE_AFTER_S": "2"}
+    worker = Worker(tmp_path, **env).start()
+    prefix = worker.env["SEGSTREAM_REDIS_PREFIX"]
+    client = redis.Redis.from_url("redis://127.0.0.1:6379/0")
+    erased, kept = "gone-1", "kept-1"
+    now = time.time()
+    clicks = [
+        (user.encode(), orjson.dumps({"user_id": user, "type": "add_to_cart", "ts": now * 1000,
+                                      "event_id": f"{user}-cart", "value": 30.0, "page": "/p/1"}))
+        for user in (erased, kept)
+    ]  # fmt: skip
+    try:
+        asyncio.run(produce(worker.topic("clicks"), clicks))
+        wait_until_consumed(worker, worker.topic("clicks"), timeout=60)
+        _wait(lambda: _redis_keys_of(client, prefix, erased), "the profile never reached Redis", worker)
+        assert _status(worker, erased) == 200
+
+        done = subprocess.run([SEGSTREAM, "users", "erase", erased], env=worker.env, capture_output=True, text=True,
+                              timeout=60)  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        assert "1 erasure requests" in done.stdout
+
+        def exits() -> list[dict]:
+            records = asyncio.run(read_all(worker.topic("segment-changes"), idle_s=1.0))
+            changes = [orjson.loads(r.value) for r in records]
+            return [c for c in changes if c["user_id"] == erased and c["change"] == "exited"]
+
+        _wait(lambda: exits(), "no exited change for the erased user", worker)
+        (exit_change,) = exits()
+        assert (exit_change["segment"], exit_change["reason"], exit_change["features"]) == ("carted", "erased", {})
+        _wait(lambda: not _redis_keys_of(client, prefix, erased), "Redis still holds the erased user", worker)
+        assert _status(worker, erased) == 404
+
+        # The kept user's cart is abandoned; the erased user's pending trigger went with their state.
+        def fired() -> list[dict]:
+            return [orjson.loads(r.value) for r in asyncio.run(read_all(worker.topic("triggers"), idle_s=1.0))]
+
+        _wait(lambda: fired(), "the kept user's cart was never abandoned", worker, timeout=90)
+        time.sleep(3.0)
+        assert [t["user_id"] for t in fired()] == [kept]
+    finally:
+        worker.stop(signal.SIGTERM)
+
+    latest = {}
+    for record in asyncio.run(read_all(worker.changelog, idle_s=1.0)):
+        latest[record.key.decode()] = record.value
+    assert latest[erased] is None  # a tombstone: compaction removes the user's older records
+    assert latest[kept] is not None
+
+    restarted = Worker(tmp_path, name=worker.app_id, **env).start(timeout=150)
+    try:
+        assert _status(restarted, erased) == 404
+        assert _status(restarted, kept) == 200
+        time.sleep(2.0)  # profiles are written every 0.25 s: nothing may bring the erased one back
+        assert _redis_keys_of(client, prefix, erased) == []
+    finally:
+        restarted.stop(signal.SIGTERM)
+
+
+def test_consent_false_withdraws_a_user_until_consent_true(tmp_path):
+    config = tmp_path / "segstream.toml"
+    config.write_text(CONFIG)
+    worker = Worker(tmp_path, SEGSTREAM_CONFIG=str(config), SEGSTREAM_LEARN="false").start()
+    prefix = worker.env["SEGSTREAM_REDIS_PREFIX"]
+    client = redis.Redis.from_url("redis://127.0.0.1:6379/0")
+    user, now = "shy-1", time.time()
+
+    def click(kind: str, offset_s: float, **fields) -> tuple[bytes, bytes]:
+        doc = {"user_id": user, "type": kind, "ts": (now + offset_s) * 1000, "event_id": f"{user}-{kind}-{offset_s}",
+               **fields}  # fmt: skip
+        return user.encode(), orjson.dumps(doc)
+
+    try:
+        asyncio.run(produce(worker.topic("clicks"), [click("add_to_cart", 0, value=12.0)]))
+        _wait(lambda: _redis_keys_of(client, prefix, user), "the profile never reached Redis", worker)
+        asyncio.run(produce(worker.topic("clicks"), [click("page_view", 1, consent=False),
+                                                     click("add_to_cart", 2, value=99.0)]))  # fmt: skip
+        wait_until_consumed(worker, worker.topic("clicks"), timeout=60)
+        _wait(lambda: not _redis_keys_of(client, prefix, user), "the withdrawn user's profile stayed", worker)
+        assert _status(worker, user) == 404
+
+        asyncio.run(produce(worker.topic("clicks"), [click("search", 3, consent=True)]))
+        _wait(lambda: _status(worker, user) == 200, "consent given again, but no profile", worker)
+        changes = [orjson.loads(r.value) for r in asyncio.run(read_all(worker.topic("segment-changes"), idle_s=1.0))]
+        assert [(c["change"], c["reason"]) for c in changes if c["user_id"] == user] == [
+            ("entered", "rule"), ("exited", "erased")]  # fmt: skip  # the cart after the withdrawal never counted
+    finally:
+        worker.stop(signal.SIGTERM)
