@@ -6,8 +6,8 @@ is co-partitioned with the clicks. For each user it:
 
 - publishes an ``exited`` change, reason ``erased``, for every segment they were in
   (app/core/erasure.py), before anything is deleted;
-- deletes the state from the table and its cache, and tombstones it in the changelog
-  once those changes are delivered; their pending triggers and deadlines go with it;
+- deletes the state from the table and its cache, and tombstones it in the changelog;
+  their pending triggers and deadlines go with it;
 - removes the Redis profile and the user from every segment index;
 - tells the learner, which drops the user's sample and writes a checkpoint without it.
 
@@ -68,8 +68,8 @@ async def _erase_batch(batch: Sequence[EventT]) -> None:
         result = erase(engine, states, emitted_at=now)
         producer = app.producer._ensure_producer()
         records = [(users[c["user_id"]], c["user_id"].encode(), orjson.dumps(c)) for c in result.changes]
-        deliveries = await change_sender.send(producer, segment_changes.get_topic_name(), records)
-        await user_states.erase({user: users[user] for user in result.erased}, outputs=deliveries)
+        await change_sender.send(producer, segment_changes.get_topic_name(), records)
+        await user_states.erase({user: users[user] for user in result.erased})
         segment_sizes.apply(result.changes)
         for change in result.changes:
             metrics.segment_changes.labels(change["kind"]).inc()

@@ -201,20 +201,18 @@ async def _publish(result, encoded: dict[str, bytes] | None = None) -> None:
     ``encoded``: states already encoded (process_confined's), written as they are.
     """
     touched = result.touched
+    metrics.state_bytes.inc(await user_states.write(touched, encoded))
     producer = app.producer._ensure_producer()
-    deliveries = []
     # Same partition as the user's clicks: keyed by user_id, co-partitioned.
     for sender, topic, outputs in (
         (change_sender, segment_changes, result.changes),
         (trigger_sender, triggers, result.triggers),
     ):
-        deliveries += await sender.send(
+        await sender.send(
             producer,
             topic.get_topic_name(),
             [(touched[o["user_id"]].applied[0], o["user_id"].encode(), orjson.dumps(o)) for o in outputs],
         )
-    # The states go to the changelog once these outputs are on the broker (app/delivery.py).
-    metrics.state_bytes.inc(await user_states.write(touched, encoded, outputs=deliveries))
     if settings.profiles:
         profile_writer.erase(result.withdrawn)  # consent withdrawn: the profile goes, before any new write
         profile_writer.mark(touched)  # written by write_profiles, off this path

@@ -39,14 +39,7 @@ class SnapshotFetchConsumer(aiokafka_driver.Consumer):
         guard.fail(exc, "an agent")
 
     async def _commit(self, offsets: Mapping[TP, int]) -> bool:
-        """Faust's commit, after its producer flush: refused once any delivery has failed.
-
-        The states queued behind their outputs (``guard.after``) are sent first, and
-        flushed: a committed offset always has its state in the changelog.
-        """
-        if guard.failure is None:  # once failed, nothing is committed, and nothing is waited for
-            await guard.settle()
-            await self.app.producer.flush()
+        """Faust's commit, after its producer flush: refused once any delivery has failed."""
         if not guard.may_commit():
             self.log.warning("not committing %d offsets: an output failed, the worker is stopping", len(offsets))
             return False

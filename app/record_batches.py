@@ -28,11 +28,8 @@ class BatchSender:
 
     async def send(
         self, producer: AIOKafkaProducer, topic: str, records: Iterable[tuple[int, bytes, bytes | None]]
-    ) -> list[asyncio.Future]:
-        """Queue (partition, key, value) records (None: a tombstone); returns their delivery futures.
-
-        The guard tracks them too.
-        """
+    ) -> None:
+        """Queue (partition, key, value) records (None: a tombstone); the guard tracks their deliveries."""
         self._deliveries.raise_failed()  # no more records after a failed one
         batches: dict[int, object] = {}
         sent: list[asyncio.Future] = []
@@ -51,4 +48,3 @@ class BatchSender:
             self._deliveries.track(future)
         if queued:
             self._on_sent(topic, queued)
-        return sent

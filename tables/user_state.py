@@ -10,14 +10,12 @@ and Faust flushes the producer before every offset commit.
 
 from __future__ import annotations
 
-import asyncio
 from collections import OrderedDict
-from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping
 
 import orjson
 
 from app import metrics
-from app.delivery import guard
 from app.core.state import UserState
 from app.main import app, settings
 from app.record_batches import BatchSender
@@ -120,17 +118,10 @@ class UserStateCache:
         """Forget cached states (partitions moved): the table is the truth again."""
         self._states.clear()
 
-    async def write(
-        self, touched: dict[str, UserState], encoded: Mapping[str, bytes] | None = None,
-        outputs: Sequence[asyncio.Future] = (),
-    ) -> int:  # fmt: skip
-        """Write every touched state to the local store now, and to the changelog once ``outputs`` are delivered.
+    async def write(self, touched: dict[str, UserState], encoded: Mapping[str, bytes] | None = None) -> int:
+        """Write every touched state to the local store and the changelog; returns bytes written.
 
         ``encoded`` holds states already encoded, by user: those bytes are written.
-        ``outputs``: the delivery futures of what these states decided (segment changes,
-        triggers). A state in the changelog marks its messages applied, so that a
-        redelivery skips them; it goes there only after their outputs (app/delivery.py).
-        Returns the bytes written.
 
         A state goes to the partition of the last message it applied (``state.applied``):
         the changelog is co-partitioned with the clicks.
@@ -149,13 +140,12 @@ class UserStateCache:
             self._remember(user_id, state)
             records.append((partition, key, value))
         producer = app.producer._ensure_producer()  # Faust's own aiokafka producer
-        topic = self.table.changelog_topic.get_topic_name()
-        await guard.after(list(outputs), lambda: self._sender.send(producer, topic, records))
+        await self._sender.send(producer, self.table.changelog_topic.get_topic_name(), records)
         return written
 
-    async def erase(self, users: Mapping[str, int], outputs: Sequence[asyncio.Future] = ()) -> None:
-        """Delete the states of ``users`` (user id -> their partition): from the store and cache now,
-        and from the changelog with a tombstone once ``outputs`` (their exits) are delivered.
+    async def erase(self, users: Mapping[str, int]) -> None:
+        """Delete the states of ``users`` (user id -> their partition): from the store, the cache,
+        and the changelog (a tombstone).
 
         Compaction then removes the user's older records from the changelog; a
         recovering worker drops the key as soon as it reads the tombstone.
@@ -170,8 +160,7 @@ class UserStateCache:
             self._states.pop(user_id, None)
             records.append((partition, key, None))
         producer = app.producer._ensure_producer()
-        topic = self.table.changelog_topic.get_topic_name()
-        await guard.after(list(outputs), lambda: self._sender.send(producer, topic, records))
+        await self._sender.send(producer, self.table.changelog_topic.get_topic_name(), records)
 
     def _remember(self, user_id: str, state: UserState) -> None:
         self._states[user_id] = state

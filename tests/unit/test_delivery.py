@@ -1,83 +1,53 @@
-"""The delivery guard: states follow their outputs, in order, and nothing follows a failed output."""
+"""The delivery guard: one failed output, or one failed batch, stops every commit and the worker."""
 
 from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from app.delivery import DeliveryGuard
 
 
-def _guard(stopped: list) -> DeliveryGuard:
-    return DeliveryGuard(stop=lambda: stopped.append(True), max_in_flight=2)
-
-
-async def test_a_state_is_written_only_after_its_outputs_are_delivered():
-    written, stopped = [], []
-    guard = _guard(stopped)
+async def test_a_failed_delivery_stops_every_commit_and_the_worker():
+    stopped = []
+    guard = DeliveryGuard(stop=lambda: stopped.append(True))
     loop = asyncio.get_running_loop()
-    first, second = loop.create_future(), loop.create_future()
-
-    async def write(name):
-        written.append(name)
-
-    await guard.after([first], lambda: write("batch 1"))
-    await guard.after([second], lambda: write("batch 2"))
-    second.set_result(None)  # the later batch's outputs land first: its state still waits its turn
-    await asyncio.sleep(0)
-    assert written == []
-    first.set_result(None)
-    await guard.settle()
-    assert written == ["batch 1", "batch 2"]
+    delivered, refused, pending = loop.create_future(), loop.create_future(), loop.create_future()
+    for future in (delivered, refused, pending):
+        guard.track(future)
+    delivered.set_result(None)
     assert guard.may_commit() and not stopped
-
-
-async def test_a_failed_output_stops_the_states_behind_it_and_every_commit():
-    written, stopped = [], []
-    guard = _guard(stopped)
-    loop = asyncio.get_running_loop()
-    refused, fine = loop.create_future(), loop.create_future()
-
-    async def write(name):
-        written.append(name)
-
-    await guard.after([refused], lambda: write("batch 1"))
-    await guard.after([fine], lambda: write("batch 2"))
     refused.set_exception(RuntimeError("MessageSizeTooLargeError"))
-    fine.set_result(None)
-    await guard.settle()
-    assert written == []  # neither state reached the changelog: a restart processes both again
     assert not guard.may_commit()
     assert stopped == [True]
-    assert "MessageSizeTooLargeError" in repr(guard.failure)
+    with pytest.raises(RuntimeError, match="MessageSizeTooLarge"):
+        guard.raise_failed()  # the next send raises instead of sending more
+    assert not guard.may_commit() and stopped == [True]  # the stop is asked once
 
 
-async def test_a_failed_state_write_is_a_failure_too():
-    stopped = []
-    guard = _guard(stopped)
+async def test_a_batch_that_raises_fails_the_worker_and_later_batches_are_passed_over():
+    stopped, ran = [], []
+    guard = DeliveryGuard(stop=lambda: stopped.append(True))
 
-    async def write():
-        raise ConnectionError("changelog unwritable")
+    async def batch(name, fail=False):
+        ran.append(name)
+        if fail:
+            raise TypeError("Integer exceeds 64-bit range")
 
-    await guard.after([], write)
-    await guard.settle()
-    assert not guard.may_commit() and stopped == [True]
+    await guard.run(batch("first"), "the clicks agent")
+    await guard.run(batch("second", fail=True), "the clicks agent")
+    await guard.run(batch("third"), "the clicks agent")
+    assert ran == ["first", "second"]
+    assert stopped == [True] and not guard.may_commit()
 
 
-async def test_at_most_max_in_flight_batches_wait_for_their_outputs():
-    guard = _guard([])
-    loop = asyncio.get_running_loop()
-    pending = [loop.create_future() for _ in range(3)]
+async def test_a_cancellation_is_not_a_failure():
+    guard = DeliveryGuard(stop=lambda: None)
 
-    async def nothing():
-        return None
+    async def stopping():
+        raise asyncio.CancelledError
 
-    await guard.after([pending[0]], nothing)
-    await guard.after([pending[1]], nothing)
-    third = asyncio.ensure_future(guard.after([pending[2]], nothing))
-    await asyncio.sleep(0.01)
-    assert not third.done()  # two in flight: the agent waits
-    for future in pending[:2]:
-        future.set_result(None)
-    await asyncio.wait_for(third, 1.0)
-    pending[2].set_result(None)
-    await guard.settle()
+    with pytest.raises(asyncio.CancelledError):
+        await guard.run(stopping(), "the clicks agent")
+    assert guard.may_commit()
