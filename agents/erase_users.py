@@ -25,10 +25,9 @@ from collections.abc import Sequence
 import orjson
 from faust.types import EventT
 
-from agents.engine import engine, segment_sizes
+from agents.engine import engine
 from agents.profiles import profile_writer
-from agents.segment_users import change_sender, deciding, owned_partitions
-from app import metrics
+from agents.segment_users import change_sender, deciding, observe_outputs, owned_partitions
 from app.cancel_safe import batches, finish_before_cancel
 from app.core.erasure import erase
 from app.delivery import guard
@@ -70,9 +69,7 @@ async def _erase_batch(batch: Sequence[EventT]) -> None:
         records = [(users[c["user_id"]], c["user_id"].encode(), orjson.dumps(c)) for c in result.changes]
         await change_sender.send(producer, segment_changes.get_topic_name(), records)
         await user_states.erase({user: users[user] for user in result.erased})
-        segment_sizes.apply(result.changes)
-        for change in result.changes:
-            metrics.segment_changes.labels(change["kind"]).inc()
+        observe_outputs(result.changes, [])
     if settings.profiles:
         profile_writer.erase(result.erased)
     guard.track(await model_samples.send(value=orjson.dumps({"erase": result.erased})))

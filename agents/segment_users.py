@@ -218,11 +218,16 @@ async def _publish(result, encoded: dict[str, bytes] | None = None) -> None:
         profile_writer.mark(touched)  # written by write_profiles, off this path
     if result.withdrawn:  # ... and so does the learner's sample of them
         guard.track(await model_samples.send(value=orjson.dumps({"erase": result.withdrawn})))
-    segment_sizes.apply(result.changes)
-    dashboard.observe_outputs(result.changes, result.triggers)
-    for change in result.changes:
+    observe_outputs(result.changes, result.triggers)
+
+
+def observe_outputs(changes: list[dict], triggers: list[dict]) -> None:
+    """Segment sizes, the dashboard and the metrics follow the published changes and triggers."""
+    segment_sizes.apply(changes)
+    dashboard.observe_outputs(changes, triggers)
+    for change in changes:
         metrics.segment_changes.labels(change["kind"]).inc()
-    for trigger in result.triggers:
+    for trigger in triggers:
         metrics.triggers.labels(trigger["trigger"]).inc()
 
 

@@ -9,7 +9,6 @@ guard, which stops a commit past a failed one.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable, Iterable
 
 from aiokafka import AIOKafkaProducer
@@ -32,19 +31,16 @@ class BatchSender:
         """Queue (partition, key, value) records (None: a tombstone); the guard tracks their deliveries."""
         self._deliveries.raise_failed()  # no more records after a failed one
         batches: dict[int, object] = {}
-        sent: list[asyncio.Future] = []
         queued = 0
         for partition, key, value in records:
             batch = batches.get(partition) or producer.create_batch()
             if batch.append(key=key, value=value, timestamp=None) is None:  # full: send it, start another
-                sent.append(await producer.send_batch(batch, topic, partition=partition))
+                self._deliveries.track(await producer.send_batch(batch, topic, partition=partition))
                 batch = producer.create_batch()
                 batch.append(key=key, value=value, timestamp=None)
             batches[partition] = batch
             queued += 1
         for partition, batch in batches.items():
-            sent.append(await producer.send_batch(batch, topic, partition=partition))
-        for future in sent:
-            self._deliveries.track(future)
+            self._deliveries.track(await producer.send_batch(batch, topic, partition=partition))
         if queued:
             self._on_sent(topic, queued)

@@ -188,8 +188,7 @@ class Engine:
         """
         user_id = event.user_id
         state = result.touched.get(user_id) or lookup(user_id) or UserState()
-        if position is not None and state.applied is not None and position[0] == state.applied[0] \
-                and position[1] <= state.applied[1]:  # fmt: skip
+        if position is not None and _redelivered(position, state.applied):
             result.outcomes[REDELIVERED] += 1
             return
         if not state.withdrawn:
@@ -271,7 +270,7 @@ class Engine:
             partition = 0
             if positions is not None:
                 position, before = positions[index], applied_before[user_id]
-                if before is not None and position[0] == before[0] and position[1] <= before[1]:
+                if _redelivered(position, before):
                     result.outcomes[REDELIVERED] += 1
                     skipped.add(index)
                     continue
@@ -587,6 +586,11 @@ class _Snapshots:
             return self.origins[user_id].copy()
         before = self.stored(user_id)
         return before.features if before is not None else UserFeatures()
+
+
+def _redelivered(position: tuple[int, int], applied: tuple[int, int] | None) -> bool:
+    """A message at or below the last one a state applied, on the same partition: already folded in."""
+    return applied is not None and position[0] == applied[0] and position[1] <= applied[1]
 
 
 def _rfm_measures(user: UserFeatures) -> tuple[float, float, float]:
