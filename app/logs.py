@@ -14,6 +14,7 @@ import sys
 from typing import Any
 
 import orjson
+from aiokafka.errors import KafkaError
 
 from app.core.events import format_ts
 
@@ -113,13 +114,38 @@ class RepeatFilter(logging.Filter):
         return True
 
 
+class RetriedErrorFilter(logging.Filter):
+    """An ERROR about a Kafka error that the client itself retries becomes a WARNING.
+
+    aiokafka logs, for one, "Group Coordinator Request failed" at ERROR and then
+    retries; on a freshly started broker that is the normal wait for its offsets
+    topic. An ERROR line is for what needs an operator.
+
+    >>> from aiokafka.errors import GroupCoordinatorNotAvailableError
+    >>> r = logging.LogRecord("aiokafka", logging.ERROR, __file__, 1, "failed: %s",
+    ...                       (GroupCoordinatorNotAvailableError(),), None)
+    >>> RetriedErrorFilter().filter(r), r.levelname
+    (True, 'WARNING')
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno == logging.ERROR and isinstance(record.args, tuple):
+            if any(isinstance(arg, KafkaError) and arg.retriable for arg in record.args):
+                record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
+
+
 def rate_limit_client_logs(prefixes: tuple[str, ...] = ("aiokafka",)) -> None:
-    """Install one :class:`RepeatFilter` on every logger named under ``prefixes`` (import them first)."""
-    repeats = RepeatFilter()
+    """Install one :class:`RepeatFilter` and one :class:`RetriedErrorFilter` on every logger under ``prefixes``.
+
+    Import those loggers' modules first.
+    """
+    repeats, retried = RepeatFilter(), RetriedErrorFilter()
     for name in list(logging.Logger.manager.loggerDict):
         if name.split(".")[0] in prefixes:
             logger = logging.getLogger(name)
             if not any(isinstance(f, RepeatFilter) for f in logger.filters):
+                logger.addFilter(retried)  # first: the level it leaves is the one repeats are counted at
                 logger.addFilter(repeats)
 
 
