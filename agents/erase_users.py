@@ -26,12 +26,11 @@ import orjson
 from faust.types import EventT
 
 from agents.engine import engine
-from agents.profiles import profile_writer
 from agents.segment_users import change_sender, deciding, observe_outputs, owned_partitions
 from app.cancel_safe import batches, finish_before_cancel
 from app.core.erasure import erase
 from app.delivery import guard
-from app.main import app, settings
+from app.main import app
 from app.topics import erasures, model_samples, segment_changes
 from tables.user_state import user_states
 
@@ -70,7 +69,5 @@ async def _erase_batch(batch: Sequence[EventT]) -> None:
         await change_sender.send(producer, segment_changes.get_topic_name(), records)
         await user_states.erase({user: users[user] for user in result.erased})
         observe_outputs(result.changes, [])
-    if settings.profiles:
-        profile_writer.erase(result.erased)
     guard.track(await model_samples.send(value=orjson.dumps({"erase": result.erased})))
     log.info("erased %d users (%d segment exits)", len(result.erased), len(result.changes))

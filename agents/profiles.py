@@ -1,4 +1,4 @@
-"""The worker's profile store and writer, shared by the clicks agent, the write_profiles task and the API."""
+"""The worker's profile store and materialiser, shared by the profile tasks and the API."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from agents.engine import engine
 from app import metrics
 from app.core.profile import build_profile
 from app.main import settings
-from app.profile_writer import ProfileWriter
+from app.profile_materialiser import ProfileMaterialiser
 from app.redis_profiles import RedisProfileStore
 from tables.user_state import user_states
 
@@ -25,4 +25,7 @@ def profile_of(user_id: str) -> dict[str, Any] | None:
     return build_profile(user_id, state, engine.model, settings.engine.features, updated_at=time.time())
 
 
-profile_writer = ProfileWriter(profile_store, build=profile_of, observe=metrics.observe_profiles)
+# Follows the user-state changelog into Redis (app/profile_materialiser.py); the clicks
+# agent itself never builds or writes a profile.
+materialiser = ProfileMaterialiser.from_settings(settings, profile_store, lambda: engine.model,
+                                                 observe=metrics.observe_profiles)  # fmt: skip

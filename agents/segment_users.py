@@ -15,7 +15,6 @@ from faust.types import TP, EventT
 from agents.dashboard import dashboard
 from agents.engine import engine, segment_sizes
 from agents.learn_segments import model_feed
-from agents.profiles import profile_writer
 from app import metrics
 from app.cancel_safe import batches, finish_before_cancel
 from app.consumer import fetch_reports
@@ -201,7 +200,7 @@ async def _publish(result, encoded: dict[str, bytes] | None = None) -> None:
     ``encoded``: states already encoded (process_confined's), written as they are.
     """
     touched = result.touched
-    metrics.state_bytes.inc(await user_states.write(touched, encoded))
+    metrics.state_bytes.inc(await user_states.write(touched, encoded, withdrawn=result.withdrawn))
     producer = app.producer._ensure_producer()
     # Same partition as the user's clicks: keyed by user_id, co-partitioned.
     for sender, topic, outputs in (
@@ -213,9 +212,6 @@ async def _publish(result, encoded: dict[str, bytes] | None = None) -> None:
             topic.get_topic_name(),
             [(touched[o["user_id"]].applied[0], o["user_id"].encode(), orjson.dumps(o)) for o in outputs],
         )
-    if settings.profiles:
-        profile_writer.erase(result.withdrawn)  # consent withdrawn: the profile goes, before any new write
-        profile_writer.mark(touched)  # written by write_profiles, off this path
     if result.withdrawn:  # ... and so does the learner's sample of them
         guard.track(await model_samples.send(value=orjson.dumps({"erase": result.withdrawn})))
     observe_outputs(result.changes, result.triggers)

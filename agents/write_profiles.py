@@ -1,9 +1,11 @@
-"""``write_profiles``: the profiles of users the clicks agent changed, to Redis.
+"""Profiles in Redis: the materialiser follows the user-state changelog; the model goes beside them.
 
-A loop of its own, not a step of the clicks agent: Redis being slow or down delays
-the profiles (the backlog metric shows by how much), never the clicks. The model the
-worker predicts with goes to Redis too, when its version changes: ``segstream api``
-lists segments from it.
+The clicks agent writes states to the changelog and nothing to Redis. The
+materialiser (app/profile_materialiser.py) writes each changed user's profile and
+commits its offsets only after the writes, so Redis being slow or down delays the
+profiles (``segstream_profile_backlog`` shows by how much), never the clicks, and no
+crash or rebalance leaves a profile stale. The model the worker predicts with goes to
+Redis when its version changes: ``segstream api`` lists segments from it.
 """
 
 from __future__ import annotations
@@ -11,21 +13,23 @@ from __future__ import annotations
 import asyncio
 
 from agents.engine import engine
-from agents.profiles import profile_store, profile_writer
+from agents.profiles import materialiser, profile_store
 from app import metrics
 from app.main import app, settings
 
-FLUSH_EVERY_S = 0.25
+MODEL_EVERY_S = 0.25
+
+if settings.profiles and settings.materialise_in_worker:
+    app.service(materialiser)
 
 
 @app.task
-async def write_profiles() -> None:
-    """Flush, pause, repeat: a flush that waits out a Redis timeout only delays the next one."""
+async def publish_model() -> None:
+    """The current model to Redis, once per version; a failed write is tried again at the next pass."""
     if not settings.profiles:
         return
-    published = 0  # the model version last written for `segstream api`
+    published = 0
     while True:
-        await profile_writer.flush()
         model = engine.model
         if model is not None and model.version != published:
             try:
@@ -33,11 +37,4 @@ async def write_profiles() -> None:
                 published = model.version
             except Exception:  # written at a later pass
                 metrics.redis_errors.labels("write").inc()
-        await asyncio.sleep(FLUSH_EVERY_S)
-
-
-@app.on_partitions_revoked.connect
-async def _flush_before_revoke(app, revoked, **kwargs) -> None:  # noqa: ARG001 - Faust signal signature
-    """Write what is marked while this worker still has those users' states (one bounded try)."""
-    if settings.profiles:
-        await profile_writer.flush()
+        await asyncio.sleep(MODEL_EVERY_S)

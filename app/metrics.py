@@ -62,12 +62,12 @@ redis_write_seconds = Histogram(
     "segstream_redis_write_seconds", "Seconds per pipelined profile write (one round trip per chunk).",
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0), registry=registry,
 )  # fmt: skip
-profile_backlog = Gauge("segstream_profile_backlog", "Users whose profile waits to be written to Redis.",
+profile_backlog = Gauge("segstream_profile_backlog", "User-state changelog records whose profile waits to be written to Redis.",
                         registry=registry)  # fmt: skip
 
 
 def observe_profiles(what: str, value: float) -> None:
-    """The profile writer's measurements (app/profile_writer.py) as metrics."""
+    """The profile materialiser's measurements (app/profile_materialiser.py) as metrics."""
     if what in ("written", "refused"):
         profile_writes.labels(what).inc(value)
     elif what == "error":

@@ -42,6 +42,9 @@ class Settings:
     redis_timeout_s: float = 0.25  # every Redis call, connect included; no hidden retries
     redis_prefix: str = "segstream:"
     profiles: bool = True  # keep user profiles in Redis (app/redis_profiles.py)
+    # The profile materialiser (app/profile_materialiser.py) runs in the worker; false: run it
+    # as `segstream profiles follow`, a process of its own.
+    materialise_in_worker: bool = True
     profile_ttl_s: float = 30 * 86_400.0  # a profile expires this long after its last write
     api_token: str = ""  # when set, the lookup API wants "Authorization: Bearer <token>"
     api_auth: str = "token"  # "none": serve beyond loopback without a token, on purpose (check_exposure)
@@ -80,6 +83,11 @@ class Settings:
 
     def topic(self, name: str) -> str:
         return f"{self.topic_prefix}{name}"
+
+    @property
+    def state_changelog(self) -> str:
+        """The user-state table's changelog topic (Faust names it after the app id)."""
+        return f"{self.app_id}-user_to_state-changelog"
 
 
 def _port(value: int) -> bool:

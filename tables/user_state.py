@@ -118,10 +118,16 @@ class UserStateCache:
         """Forget cached states (partitions moved): the table is the truth again."""
         self._states.clear()
 
-    async def write(self, touched: dict[str, UserState], encoded: Mapping[str, bytes] | None = None) -> int:
+    async def write(
+        self, touched: dict[str, UserState], encoded: Mapping[str, bytes] | None = None,
+        withdrawn: Collection[str] = (),
+    ) -> int:  # fmt: skip
         """Write every touched state to the local store and the changelog; returns bytes written.
 
         ``encoded`` holds states already encoded, by user: those bytes are written.
+        ``withdrawn``: users who withdrew consent in this batch. One who gave it again
+        later in the batch gets a withdrawal record before the new state, so the
+        changelog's readers (the profile materialiser) see the withdrawal too.
 
         A state goes to the partition of the last message it applied (``state.applied``):
         the changelog is co-partitioned with the clicks.
@@ -130,6 +136,10 @@ class UserStateCache:
         records = []
         written = 0
         encoded = encoded or {}
+        for user_id in withdrawn:
+            state = touched.get(user_id)
+            if state is not None and not state.withdrawn:
+                records.append((state.applied[0], user_id.encode(), encode_state(state.withdrawal())))
         for user_id, state in touched.items():
             value = encoded.get(user_id) or encode_state(state)
             key, partition = user_id.encode(), state.applied[0]

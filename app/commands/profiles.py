@@ -1,4 +1,10 @@
-"""``segstream profiles rebuild``: write every user's profile to Redis from the user-state changelog.
+"""``segstream profiles rebuild | follow``: profiles in Redis from the user-state changelog.
+
+``follow`` runs the profile materialiser (app/profile_materialiser.py) as a process
+of its own, for workers started with ``materialise_in_worker = false``; run one or
+more, they share the changelog as one consumer group.
+
+``rebuild`` writes every user's profile at once:
 
 The changelog topic holds each user's latest state (the table's source of
 truth), so the profile store can always be rebuilt from it: after losing Redis,
@@ -23,6 +29,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     rebuild = actions.add_parser("rebuild", help="write every user's profile from the user-state changelog")
     rebuild.add_argument("--clear", action="store_true", help="delete every key under SEGSTREAM_REDIS_PREFIX first")
     rebuild.set_defaults(run=run)
+    follow = actions.add_parser(
+        "follow", help="run the profile materialiser as a process of its own (with materialise_in_worker=false)"
+    )
+    follow.set_defaults(run=run_follow)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -43,7 +53,7 @@ async def rebuild(settings, *, clear: bool = False) -> tuple[int, int, int]:
     from tables.codecs import decode_model, decode_state
 
     bootstrap = settings.broker.removeprefix("kafka://")
-    states = await latest_by_key(bootstrap, f"{settings.app_id}-user_to_state-changelog")
+    states = await latest_by_key(bootstrap, settings.state_changelog)
     models = await latest_by_key(bootstrap, settings.topic("segment-model"))
     model = decode_model(models[b"current"]) if models.get(b"current") else None
     store = RedisProfileStore.from_settings(settings, min_timeout_s=5.0)
@@ -52,12 +62,60 @@ async def rebuild(settings, *, clear: bool = False) -> tuple[int, int, int]:
         if clear:
             await store.delete_all()
         now, cfg = time.time(), settings.engine.features
-        live = [(key, raw) for key, raw in states.items() if raw is not None]  # None: a deleted user
+        live = [(key, state) for key, raw in states.items()  # None: an erased user
+                if raw is not None and not (state := decode_state(raw)).withdrawn]  # fmt: skip
         for start in range(0, len(live), CHUNK):
-            profiles = [build_profile(key.decode(), decode_state(raw), model, cfg, updated_at=now)
-                        for key, raw in live[start : start + CHUNK]]  # fmt: skip
+            profiles = [build_profile(key.decode(), state, model, cfg, updated_at=now)
+                        for key, state in live[start : start + CHUNK]]  # fmt: skip
             done, stale = await store.write(profiles)
             written, refused = written + done, refused + stale
     finally:
         await store.close()
     return written, refused, len(live)
+
+
+def run_follow(args: argparse.Namespace) -> int:  # noqa: ARG001 - the command has no options
+    """Follow the changelog into Redis until SIGTERM or SIGINT; segment names from ``segment-model``."""
+    from app.settings import load_settings
+
+    settings = load_settings()
+    asyncio.run(follow(settings))
+    return 0
+
+
+async def follow(settings) -> None:
+    import signal
+
+    from app import metrics
+    from app.model_feed import CURRENT, ModelFeed
+    from app.profile_materialiser import ProfileMaterialiser
+    from app.redis_profiles import RedisProfileStore
+    from tables.codecs import decode_model
+
+    models = ModelFeed(settings.broker, settings.topic("segment-model"))
+    decoded: dict[bytes, object] = {}
+
+    def model():
+        raw = models.latest.get(CURRENT)
+        if raw is None:
+            return None
+        if raw not in decoded:  # decoded once per version
+            decoded.clear()
+            decoded[raw] = decode_model(raw)
+        return decoded[raw]
+
+    store = RedisProfileStore.from_settings(settings)
+    materialiser = ProfileMaterialiser.from_settings(settings, store, model, observe=metrics.observe_profiles)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await models.start()
+    await materialiser.start()
+    print(f"segstream profiles follow: {settings.state_changelog} -> {settings.redis_url}", flush=True)
+    try:
+        await stop.wait()
+    finally:
+        await materialiser.stop()
+        await models.stop()
+        await store.close()

@@ -1,4 +1,4 @@
-"""A worker killed mid-stream loses nothing and counts nothing twice after it restarts."""
+"""A worker killed mid-stream loses nothing and counts nothing twice after it restarts; its profiles catch up."""
 
 from __future__ import annotations
 
@@ -15,10 +15,12 @@ from faust.types import TP
 from app.core.simulator import Scenario, generate
 from app.main import app
 from app.recovery import SeekBeforeResumeRecovery
+from app.redis_profiles import RedisProfileStore
 from tables.codecs import decode_state
 from tests.kafka_harness import Worker, committed, produce, read_all, wait_until_consumed
 
 pytestmark = pytest.mark.integration
+REDIS_URL = "redis://127.0.0.1:6379/0"  # scripts/services; each worker has a key prefix of its own
 
 
 def test_kill_and_restart_keeps_exact_counts(tmp_path):
@@ -61,8 +63,29 @@ def test_kill_and_restart_keeps_exact_counts(tmp_path):
         assert copies, "segment changes should have been published"
         # Redelivered changes carry the same id and the same content: sinks can deduplicate.
         assert all(len(versions) == 1 for versions in copies.values())
+        # Every profile catches up with the state the changelog holds, with no rebuild.
+        seqs = {user: _seq(raw) for user, raw in latest.items()}
+        deadline = time.monotonic() + 30
+        while (stale := asyncio.run(_stale_profiles(second, seqs))) and time.monotonic() < deadline:
+            time.sleep(1.0)
+        assert not stale, f"{len(stale)} profiles behind the changelog, e.g. {stale[:5]}"
     finally:
         second.stop()
+
+
+def _seq(raw: bytes) -> int:
+    features = decode_state(raw).features
+    return features.events + features.late + features.duplicates
+
+
+async def _stale_profiles(worker: Worker, seqs: dict[str, int]) -> list[str]:
+    """Users whose Redis profile is missing or older than their latest state."""
+    store = RedisProfileStore(REDIS_URL, ttl_s=3_600, timeout_s=5.0, prefix=worker.env["SEGSTREAM_REDIS_PREFIX"])
+    try:
+        profiles = await asyncio.gather(*(store.get(user) for user in seqs))
+    finally:
+        await store.close()
+    return [user for (user, seq), profile in zip(seqs.items(), profiles) if profile is None or profile["seq"] != seq]
 
 
 def test_stream_partitions_resume_only_once_their_seek_has_landed():

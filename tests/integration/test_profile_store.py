@@ -1,4 +1,4 @@
-"""The profile store's contract, on the in-memory twin and on a real Redis; the writer against a sick Redis."""
+"""The profile store's contract, on the in-memory twin and on a real Redis; the materialiser against a sick Redis."""
 
 from __future__ import annotations
 
@@ -9,9 +9,15 @@ import uuid
 import pytest
 from redis.asyncio import Redis
 
+from app.core.events import ClickEvent
+from app.core.features import FeatureConfig
 from app.core.profile import InMemoryProfileStore
-from app.profile_writer import ProfileWriter
+from app.core.state import UserState
+from app.profile_materialiser import ProfileMaterialiser
 from app.redis_profiles import RedisProfileStore
+from tables.codecs import encode_state
+from tests.conftest import T0
+from tests.kafka_harness import BOOTSTRAP, committed, produce
 from tests.redis_harness import GUARD_S
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
@@ -170,57 +176,52 @@ async def test_a_write_to_a_segment_removes_its_expired_entries(clocked):
         await redis.aclose()
 
 
-# --- The writer against a Redis that stops answering or is gone ---------------------------------
+# --- The materialiser against a Redis that stops answering, and a restart -------------------------
 
 
-def _writer(store: RedisProfileStore, seen: list) -> ProfileWriter:
-    """A writer whose observations (metric, value) go to ``seen``."""
-    return ProfileWriter(store, build=lambda user: _profile(user, 1),
-                         observe=lambda what, value: seen.append((what, value)))  # fmt: skip
+def _state(events: int) -> bytes:
+    state = UserState()
+    for n in range(events):
+        state.features.apply(ClickEvent("u", "page_view", T0 + n), FeatureConfig())
+    return encode_state(state)
 
 
-async def test_a_flush_to_a_stopped_redis_returns_keeps_the_users_then_writes_them(dedicated_redis):
-    store, seen = _redis_store(dedicated_redis.url, timeout_s=0.25), []
-    writer = _writer(store, seen)
-    users = [f"u{i}" for i in range(50)]
+def _materialiser(topic: str, store: RedisProfileStore) -> ProfileMaterialiser:
+    return ProfileMaterialiser(bootstrap=BOOTSTRAP, topic=topic, group=f"{topic}-profiles", store=store,
+                               model=lambda: None, features=FeatureConfig(), max_backoff_s=0.5)  # fmt: skip
+
+
+async def test_the_materialiser_writes_every_profile_after_a_redis_outage_and_a_restart(dedicated_redis):
+    """Nothing is committed while Redis is down; the next materialiser of the group writes it all."""
+    topic = f"it-{uuid.uuid4().hex[:10]}-changelog"
+    users = [f"u{i:03d}" for i in range(100)]
+    records = [(user.encode(), _state(1)) for user in users] + [(user.encode(), _state(3)) for user in users]
+    records += [(user.encode(), None) for user in users[:10]]  # erased
+    await produce(topic, records)
+    store = _redis_store(dedicated_redis.url, timeout_s=0.25)
     try:
         assert await store.ping()  # a pooled connection exists before the server stops
         dedicated_redis.pause()
-        writer.mark(users)
-        assert await asyncio.wait_for(writer.flush(now=100.0), GUARD_S) == 0
-        assert writer.backlog == len(users)
-        assert ("error", 1) in seen and ("backlog", len(users)) in seen and ("written", 0) not in seen
+        first = _materialiser(topic, store)
+        await first.start()
+        await asyncio.sleep(3.0)  # it has fetched the records and is retrying the store
+        await asyncio.wait_for(first.stop(), GUARD_S)  # a stop (or a crash) before Redis is back
+        assert first.batches == 0 and not await committed(f"{topic}-profiles", topic)
 
         dedicated_redis.resume()
-        assert await asyncio.wait_for(writer.flush(now=100.01), GUARD_S) == 0  # still backing off: no try
-        assert writer.backlog == len(users)
-        assert await asyncio.wait_for(writer.flush(now=101.0), GUARD_S) == len(users)
-        assert writer.backlog == 0 and seen[-1] == ("backlog", 0)
-        assert [(await store.get(user))["user_id"] for user in users] == users
-        assert await store.sizes(["c1"]) == {"c1": len(users)}
+        second = _materialiser(topic, store)
+        await second.start()
+        try:
+            deadline = time.monotonic() + 30
+            while sum((await committed(f"{topic}-profiles", topic)).values()) < len(records):
+                assert time.monotonic() < deadline, "the second materialiser did not commit the changelog"
+                await asyncio.sleep(0.2)
+        finally:
+            await asyncio.wait_for(second.stop(), GUARD_S)
+        assert [await store.get(user) for user in users[:10]] == [None] * 10
+        assert {(await store.get(user))["seq"] for user in users[10:]} == {3}
+        assert await store.sizes(["new"]) == {"new": 0}  # "new" users are in no segment index
     finally:
         dedicated_redis.resume()
         await asyncio.wait_for(store.delete_all(), GUARD_S)
-        await store.close()
-
-
-async def test_a_flush_to_a_killed_redis_keeps_the_users_until_a_new_one_answers(dedicated_redis):
-    store, seen = _redis_store(dedicated_redis.url, timeout_s=0.25), []
-    writer = _writer(store, seen)
-    try:
-        writer.mark(["u1", "u2"])
-        assert await asyncio.wait_for(writer.flush(now=100.0), GUARD_S) == 2  # the connection is pooled
-        dedicated_redis.kill()
-        writer.mark(["u2", "u3"])
-        assert await asyncio.wait_for(writer.flush(now=200.0), GUARD_S) == 0  # refused
-        assert writer.backlog == 2 and seen.count(("error", 1)) == 1
-        assert await asyncio.wait_for(writer.flush(now=201.0), GUARD_S) == 0  # refused again: backs off more
-        assert writer.backlog == 2 and seen.count(("error", 1)) == 2
-
-        dedicated_redis.start()  # a new, empty server on the same port
-        assert await asyncio.wait_for(writer.flush(now=210.0), GUARD_S) == 2
-        assert writer.backlog == 0
-        assert await store.get("u1") is None  # the new server never had u1
-        assert [(await store.get(user))["seq"] for user in ("u2", "u3")] == [1, 1]
-    finally:
         await store.close()

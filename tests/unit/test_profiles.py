@@ -1,4 +1,4 @@
-"""Profiles, last interactions, the in-memory store and the profile writer (pure, no Redis)."""
+"""Profiles, last interactions, the in-memory store and the profile materialiser's logic (pure, no Redis)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,8 @@ from app.core.interactions import KEEP, PAGE_CHARS, Interactions
 from app.core.model import ModelSnapshot
 from app.core.profile import InMemoryProfileStore, build_profile, segment_ids
 from app.core.state import UserState
-from app.profile_writer import ProfileWriter
+from app.profile_materialiser import ProfileMaterialiser, profile_updates
+from tables.codecs import encode_state
 from tests.conftest import T0, click
 
 MODEL = ModelSnapshot(version=4, features=("monetary", "mobile_share"), log_features=(), mean=(0.0, 0.0),
@@ -103,38 +104,50 @@ class _FlakyStore(InMemoryProfileStore):
         return await super().write(profiles)
 
 
-def test_writer_keeps_users_through_a_failure_backs_off_then_catches_up():
-    store, seen = _FlakyStore(), []
-    writer = ProfileWriter(store, build=lambda user: _profile(user, 1),
-                           observe=lambda what, value: seen.append((what, value)))  # fmt: skip
-    writer.mark(["u1", "u2"])
-    assert asyncio.run(writer.flush(now=100.0)) == 0
-    assert writer.backlog == 2 and ("error", 1) in seen and ("backlog", 2) in seen
-    store.fail = False
-    assert asyncio.run(writer.flush(now=100.05)) == 0 and store.calls == 1  # still backing off
-    assert asyncio.run(writer.flush(now=101.0)) == 2
-    assert writer.backlog == 0 and sorted(store.profiles) == ["u1", "u2"]
+def _materialiser(store, seen: list | None = None) -> ProfileMaterialiser:
+    observe = (lambda what, value: seen.append((what, value))) if seen is not None else (lambda what, value: None)
+    return ProfileMaterialiser(bootstrap="127.0.0.1:9", topic="t", group="g", store=store, model=lambda: MODEL,
+                               features=FeatureConfig(), max_backoff_s=0.05, observe=observe)  # fmt: skip
 
 
-def test_writer_writes_again_a_user_marked_during_a_write():
-    class SlowStore(InMemoryProfileStore):
-        async def write(self, profiles):
-            writer.mark(["u1"])  # the clicks agent changed u1 while the write was in flight
-            return await super().write(profiles)
+def test_the_latest_live_state_of_each_user_is_written_after_every_erasure_of_the_batch():
+    old, new = _state(click(ts=T0), click(ts=T0 + 1)), _state(click(ts=T0 + 2))
+    withdrawn = old.withdrawal()
+    updates = profile_updates([
+        (b"kept", encode_state(old)), (b"kept", encode_state(new)),  # the later state wins
+        (b"reborn", None), (b"reborn", encode_state(new)),  # erased, then new events: removed, then written
+        (b"gone", encode_state(old)), (b"gone", None),
+        (b"quiet", encode_state(withdrawn)),
+    ])  # fmt: skip
+    assert updates.erase == ["reborn", "gone", "quiet"]
+    assert [(user, state.features.events) for user, state in updates.write] == [("kept", 1), ("reborn", 1)]
 
-    versions = iter(range(1, 10))
-    writer = ProfileWriter(SlowStore(), build=lambda user: _profile(user, next(versions)))
-    writer.mark(["u1"])
-    asyncio.run(writer.flush(now=0.0))
-    assert writer.backlog == 1  # not lost: the next flush writes the newer state
-    assert asyncio.run(writer.flush(now=0.0)) >= 1
 
-
-def test_writer_skips_users_it_no_longer_has():
+def test_a_user_erased_and_recreated_in_one_batch_replaces_the_older_profile():
+    """The new state counts from 1 again: without the erasure first, the store would keep the old one."""
     store = InMemoryProfileStore()
-    writer = ProfileWriter(store, build=lambda user: None if user == "gone" else _profile(user, 1))
-    writer.mark(["gone", "u1"])
-    assert asyncio.run(writer.flush(now=0.0)) == 1 and list(store.profiles) == ["u1"]
+    store.write_many([{**_profile("u1", 40, "c2", ["vip"]), "traits": {"email": "old@example.com"}}])
+    fresh = _state(click(ts=T0))
+    asyncio.run(_materialiser(store).apply(profile_updates([(b"u1", None), (b"u1", encode_state(fresh))])))
+    assert store.profiles["u1"]["seq"] == 1 and store.profiles["u1"]["traits"] == {}
+    assert asyncio.run(store.sizes(["c2", "rule:vip"])) == {"c2": 0, "rule:vip": 0}
+
+
+def test_a_batch_the_store_refuses_is_retried_until_it_is_written():
+    store, seen = _FlakyStore(), []
+    materialiser = _materialiser(store, seen)
+    updates = profile_updates([(b"u1", encode_state(_state(click()))), (b"u2", encode_state(_state(click())))])
+
+    async def recover_soon() -> None:
+        await asyncio.sleep(0.3)
+        store.fail = False
+
+    async def main() -> None:
+        await asyncio.gather(materialiser._write_until_done(updates), recover_soon())
+
+    asyncio.run(asyncio.wait_for(main(), 10.0))  # a hang guard, not a speed assertion
+    assert store.calls > 1 and sorted(store.profiles) == ["u1", "u2"]
+    assert ("error", 1) in seen and ("written", 2) in seen
 
 
 @pytest.mark.parametrize("user_id", ["", "a\nb", "x" * 257, "tab\there"])
