@@ -26,6 +26,7 @@ from app.core.quiet import QuietPartitions
 from app.delivery import guard
 from app.main import app, settings
 from app.model_feed import CURRENT
+from app.outbox import Outbox
 from app.record_batches import BatchSender
 from app.topics import clicks, clicks_dlq, model_samples, segment_changes, triggers
 from tables.codecs import decode_model, encode_state
@@ -36,6 +37,7 @@ log = logging.getLogger(__name__)
 change_sender = BatchSender(on_sent=metrics.count_sent)
 trigger_sender = BatchSender(on_sent=metrics.count_sent)
 quiet = QuietPartitions(settings.idle_after_s)  # which click partitions the broker says are quiet (idle advance)
+outbox = Outbox()  # users whose states hold outputs the broker has yet to confirm
 for _trigger in settings.engine.rules.triggers.names():  # every trigger's series exists from the start
     metrics.triggers.labels(_trigger)
 
@@ -197,24 +199,45 @@ async def _dead_letter_failures(batch: Sequence[EventT], failures) -> None:
 async def _publish(result, encoded: dict[str, bytes] | None = None) -> None:
     """State, segment changes and triggers of one batch (or one idle advance), keyed by user_id.
 
-    ``encoded``: states already encoded (process_confined's), written as they are.
+    ``encoded``: states already encoded (process_confined's), written as they are. The
+    outputs go into their users' states first (app/outbox.py): a state on the changelog
+    brings its unconfirmed outputs with it.
     """
     touched = result.touched
+    records = outbox.hold(touched, [*(("change", c) for c in result.changes),
+                                    *(("trigger", t) for t in result.triggers)])  # fmt: skip
+    if encoded and records:  # these states now hold more than what was encoded
+        encoded = {user: raw for user, raw in encoded.items() if touched[user].outbox is None}
     metrics.state_bytes.inc(await user_states.write(touched, encoded, withdrawn=result.withdrawn))
-    producer = app.producer._ensure_producer()
-    # Same partition as the user's clicks: keyed by user_id, co-partitioned.
-    for sender, topic, outputs in (
-        (change_sender, segment_changes, result.changes),
-        (trigger_sender, triggers, result.triggers),
-    ):
-        await sender.send(
-            producer,
-            topic.get_topic_name(),
-            [(touched[o["user_id"]].applied[0], o["user_id"].encode(), orjson.dumps(o)) for o in outputs],
-        )
+    await _send_outputs(records)
     if result.withdrawn:  # ... and so does the learner's sample of them
         guard.track(await model_samples.send(value=orjson.dumps({"erase": result.withdrawn})))
     observe_outputs(result.changes, result.triggers)
+
+
+async def _send_outputs(records: list[tuple[str, int, bytes, bytes]]) -> None:
+    """(kind, partition, key, value) records to segment-changes and triggers, the user's partition each."""
+    producer = app.producer._ensure_producer()
+    for sender, topic, kind in ((change_sender, segment_changes, "change"), (trigger_sender, triggers, "trigger")):
+        of_kind = [(partition, key, value) for k, partition, key, value in records if k == kind]
+        await sender.send(producer, topic.get_topic_name(), of_kind)
+
+
+@app.timer(interval=1.0)
+async def confirm_outputs() -> None:
+    """Outputs the broker has confirmed leave their users' states (app/outbox.py)."""
+    if not len(outbox) or not tables_ready():
+        return
+    await outbox.confirm(app.producer.flush, guard.may_commit)
+    async with deciding:
+        owned, released = owned_partitions(), {}
+        for user_id in outbox.confirmed_users():
+            state = user_states.get(user_id)
+            if state is not None and state.outbox and state.applied[0] in owned:
+                state.outbox = None
+                released[user_id] = state
+        if released:
+            metrics.state_bytes.inc(await user_states.write(released))
 
 
 def observe_outputs(changes: list[dict], triggers: list[dict]) -> None:
@@ -237,10 +260,20 @@ async def _reindex() -> None:
     engine.deadlines.clear()
     segment_sizes.clear()
     owned = owned_partitions()
-    scheduled = user_states.reindex(engine.deadlines, settings.engine.rules.triggers, owned, segment_sizes.count)
+    held: list[tuple[int, list]] = []  # (partition, [kind, output]) still in the recovered states
+
+    def on_record(record: list) -> None:
+        segment_sizes.count(record)
+        if len(record) > 7 and record[7]:  # the outbox (app/core/state.py)
+            held.extend((record[3][0], entry) for entry in record[7])
+
+    scheduled = user_states.reindex(engine.deadlines, settings.engine.rules.triggers, owned, on_record)
     if engine.segmenter.clustered:  # users new to this worker may not have been re-decided under the newest fit
         engine.sweep.start(user_states.user_ids())
-    log.info("reindexed %d partitions: %d users with a pending trigger", len(owned), scheduled)
+    # Outputs whose states reached the changelog may not have reached their topics: send them again.
+    await _send_outputs(outbox.recovered(held))
+    log.info("reindexed %d partitions: %d users with a pending trigger, %d unconfirmed outputs sent again",
+             len(owned), scheduled, len(held))  # fmt: skip
 
 
 @app.timer(interval=1.0)
@@ -282,6 +315,7 @@ async def _forget_partitions(app, revoked, **kwargs) -> None:  # noqa: ARG001 - 
     gone = [tp.partition for tp in revoked if tp.topic == clicks.get_topic_name()]
     engine.watermark.forget(gone)
     quiet.forget(gone)  # not a changelog's or model-samples' partition of the same number
+    outbox.forget(gone)
     # Nothing of the revoked users may fire or be counted here until the reindex after recovery.
     engine.deadlines.clear()
     segment_sizes.clear()

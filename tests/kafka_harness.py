@@ -20,6 +20,7 @@ from pathlib import Path
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.partitioner import DefaultPartitioner
 
 BOOTSTRAP = "127.0.0.1:9092"
 ROOT = Path(__file__).resolve().parents[1]
@@ -103,6 +104,38 @@ class Worker:
 
     def errors(self) -> list[str]:
         return [line for line in self._log().splitlines() if "[ERROR]" in line or "Traceback" in line]
+
+
+def fixed_model_replay(lines: list[bytes], work: Path) -> tuple[Path, Path]:
+    """Replay ``lines`` twice: once to learn a model, once with it fixed; returns (model.json, output dir).
+
+    A worker given that model with ``SEGSTREAM_LEARN=false`` must match the second
+    replay: its outputs are the truth to count against.
+    """
+    clicks = work / "clicks.jsonl"
+    clicks.write_bytes(b"\n".join(lines) + b"\n")
+    subprocess.run([SEGSTREAM, "replay", str(clicks), "--out", str(work / "train")], check=True, capture_output=True)
+    model = work / "train" / "model.json"
+    subprocess.run([SEGSTREAM, "replay", str(clicks), "--out", str(work / "fixed"), "--model", str(model),
+                    "--no-learn"], check=True, capture_output=True)  # fmt: skip
+    return model, work / "fixed"
+
+
+def ticks(ts_ms: float, partitions: int = 4) -> list[bytes]:
+    """One page view per partition at ``ts_ms``, each from a user keyed onto that partition.
+
+    A worker's watermark is its slowest partition's: placed after a stream, far past
+    its deadlines, the ticks let a worker fire every deadline, as replay's end of input does.
+    """
+    found, partitioner = {}, DefaultPartitioner()
+    for n in range(1_000):
+        key = f"tick-{n}".encode()
+        partition = partitioner(key, list(range(partitions)), list(range(partitions)))
+        doc = {"user_id": key.decode(), "type": "page_view", "ts": ts_ms, "event_id": f"tick-{n}", "page": "/"}
+        found.setdefault(partition, orjson.dumps(doc))
+        if len(found) == partitions:
+            return list(found.values())
+    raise AssertionError("no key for some partition")
 
 
 def user_key(line: bytes) -> bytes:

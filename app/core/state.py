@@ -20,9 +20,9 @@ from app.core.signals import Signals
 
 # 2: window buckets as [index, count] pairs. 3: rule and trigger signals. 4: the last
 # interactions. 5: features for cadence, funnel, order values, local time and device mix
-# (UserFeatures.from_record tells the layouts apart). 6: withdrawn consent. Older records
-# still read.
-STATE_SCHEMA = 6
+# (UserFeatures.from_record tells the layouts apart). 6: withdrawn consent. 7: the outbox.
+# Older records still read.
+STATE_SCHEMA = 7
 
 
 class UserState:
@@ -34,9 +34,14 @@ class UserState:
 
     ``withdrawn``: the user sent ``consent: false``. Their state then holds nothing
     else (:meth:`withdrawal`) and their events are not profiled until ``consent: true``.
+
+    ``outbox``: the outputs this state caused that the broker has not confirmed yet, as
+    ``[kind, JSON]`` pairs (app/outbox.py). They travel in the same changelog record as
+    the state, so a state that survives a crash brings its outputs with it; None when
+    every output is confirmed.
     """
 
-    __slots__ = ("features", "membership", "applied", "signals", "interactions", "withdrawn")
+    __slots__ = ("features", "membership", "applied", "signals", "interactions", "withdrawn", "outbox")
 
     def __init__(
         self,
@@ -46,6 +51,7 @@ class UserState:
         signals: Signals | None = None,
         interactions: Interactions | None = None,
         withdrawn: bool = False,
+        outbox: list[list[str]] | None = None,
     ) -> None:
         self.features = features or UserFeatures()
         self.membership = membership or Membership()
@@ -53,6 +59,7 @@ class UserState:
         self.signals = signals or Signals()
         self.interactions = interactions or Interactions()
         self.withdrawn = withdrawn
+        self.outbox = outbox
 
     def withdrawal(self) -> UserState:
         """What is kept of a user who withdrew consent: the marker, the last message applied and the
@@ -63,12 +70,12 @@ class UserState:
     def to_record(self) -> list[Any]:
         applied = None if self.applied is None else list(self.applied)
         return [STATE_SCHEMA, self.features.to_record(), self.membership.to_record(), applied,
-                self.signals.to_record(), self.interactions.items, self.withdrawn]  # fmt: skip
+                self.signals.to_record(), self.interactions.items, self.withdrawn, self.outbox]  # fmt: skip
 
     @classmethod
     def from_record(cls, record: list[Any]) -> UserState:
         schema, features, membership, applied, *rest = record
-        if schema not in (1, 2, 3, 4, 5, STATE_SCHEMA):
+        if schema not in (1, 2, 3, 4, 5, 6, STATE_SCHEMA):
             raise ValueError(f"user state schema {schema} is newer than {STATE_SCHEMA}; upgrade segstream")
         return cls(
             UserFeatures.from_record(features),
@@ -77,4 +84,5 @@ class UserState:
             Signals.from_record(rest[0] if rest else None),
             Interactions(rest[1] if len(rest) > 1 else None),
             bool(rest[2]) if len(rest) > 2 else False,
+            rest[3] or None if len(rest) > 3 else None,
         )

@@ -1,4 +1,4 @@
-"""An output the broker refuses stops the worker, which commits nothing past it."""
+"""An output the broker refuses stops the worker, which commits nothing past it, and sends it after a restart."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
-from tests.kafka_harness import BOOTSTRAP, Worker, committed, produce
+from tests.kafka_harness import BOOTSTRAP, Worker, committed, produce, read_all, wait_until_consumed
 
 pytestmark = pytest.mark.integration
 
@@ -54,5 +54,21 @@ def test_a_refused_output_stops_the_worker_without_committing_past_it(tmp_path):
         assert worker.process.returncode == 1, worker.log_tail()
         assert "stopped after an output failed: MessageSizeTooLargeError" in worker.log_tail(), worker.log_tail()
         assert max(asyncio.run(committed(worker.app_id, worker.topic("clicks"))).values(), default=0) <= 0
+
+        # The topic takes changes again: the restarted worker sends every one, those whose states
+        # reached the changelog before the failure included (they travel in the states: app/outbox.py).
+        asyncio.run(_set_max_message_bytes(worker.topic("segment-changes"), 1_048_576))
+        worker = Worker(tmp_path, name=worker.app_id, SEGSTREAM_CONFIG=str(config), SEGSTREAM_LEARN="false")
+        worker.start(timeout=150)
+        wait_until_consumed(worker, worker.topic("clicks"), timeout=120)
+        deadline = time.monotonic() + 30
+        while (entered := _entered(worker)) != set(users) and time.monotonic() < deadline:
+            time.sleep(1.0)
+        assert entered == set(users), f"{len(set(users) - entered)} users never entered 'carted'"
     finally:
         worker.stop(signal.SIGKILL)
+
+
+def _entered(worker: Worker) -> set[str]:
+    changes = [orjson.loads(r.value) for r in asyncio.run(read_all(worker.topic("segment-changes"), idle_s=1.0))]
+    return {c["user_id"] for c in changes if c["segment"] == "carted" and c["change"] == "entered"}

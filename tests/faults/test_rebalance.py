@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import subprocess
 import time
 from collections import Counter
 
 import orjson
 import pytest
-from aiokafka.partitioner import DefaultPartitioner
 
 from app.core.simulator import Scenario, generate
-from tests.kafka_harness import SEGSTREAM, Worker, committed, produce, read_all, user_key, wait_until_consumed
+from tests.kafka_harness import (
+    Worker, committed, fixed_model_replay, produce, read_all, ticks, user_key, wait_until_consumed,
+)  # fmt: skip
 from tests.scrape import scrape, segment_users
 
 pytestmark = pytest.mark.integration
@@ -22,15 +22,9 @@ pytestmark = pytest.mark.integration
 @pytest.mark.timeout(420)
 def test_segment_sizes_summed_over_two_workers_are_the_users_after_a_rebalance(tmp_path):
     lines = [message.to_bytes() for message in generate(Scenario(users=400, events=30_000, seed=11))]
-    clicks = tmp_path / "clicks.jsonl"
-    clicks.write_bytes(b"\n".join(lines) + b"\n")
     # A fixed model makes the memberships replay's: the truth to count against.
-    subprocess.run([SEGSTREAM, "replay", str(clicks), "--out", str(tmp_path / "train")], check=True,
-                   capture_output=True)  # fmt: skip
-    model = tmp_path / "train" / "model.json"
-    subprocess.run([SEGSTREAM, "replay", str(clicks), "--out", str(tmp_path / "fixed"), "--model", str(model),
-                    "--no-learn"], check=True, capture_output=True)  # fmt: skip
-    profiles = [orjson.loads(x) for x in (tmp_path / "fixed" / "profiles.jsonl").read_bytes().splitlines()]
+    model, fixed = fixed_model_replay(lines, tmp_path)
+    profiles = [orjson.loads(x) for x in (fixed / "profiles.jsonl").read_bytes().splitlines()]
     truth = Counter(("cluster", p["segment"]) for p in profiles if p["segment"] != "new")
     truth.update(("rule", rule) for p in profiles for rule in p["rules"])
 
@@ -59,37 +53,14 @@ def test_segment_sizes_summed_over_two_workers_are_the_users_after_a_rebalance(t
             second.stop()
 
 
-def _ticks(after_ts_ms: float, partitions: int = 4) -> list[bytes]:
-    """One page view per partition, far past every deadline, from a user keyed onto that partition.
-
-    The worker's watermark is its slowest partition's; once each has delivered a tick, it
-    has passed every cart and win-back deadline, as replay's end of input does.
-    """
-    ticks, partitioner = {}, DefaultPartitioner()
-    for n in range(1_000):
-        key = f"tick-{n}".encode()
-        partition = partitioner(key, list(range(partitions)), list(range(partitions)))
-        doc = {"user_id": key.decode(), "type": "page_view", "ts": after_ts_ms, "event_id": f"tick-{n}", "page": "/"}
-        ticks.setdefault(partition, orjson.dumps(doc))
-        if len(ticks) == partitions:
-            return list(ticks.values())
-    raise AssertionError("no key for some partition")
-
-
 @pytest.mark.timeout(600)
 def test_a_worker_killed_under_load_loses_no_trigger(tmp_path):
     """Issue 12: SIGKILLing one of two workers lost 6 of 2,896 cart_abandon triggers for good."""
     messages = list(generate(Scenario(users=1_000, events=60_000, seed=31)))
     last_ms = max(event["ts"] for m in messages for event in m.events)
-    lines = [m.to_bytes() for m in messages] + _ticks(last_ms + 90 * 86_400_000)
-    clicks = tmp_path / "clicks.jsonl"
-    clicks.write_bytes(b"\n".join(lines) + b"\n")
-    subprocess.run([SEGSTREAM, "replay", str(clicks), "--out", str(tmp_path / "train")], check=True,
-                   capture_output=True)  # fmt: skip
-    model = tmp_path / "train" / "model.json"
-    subprocess.run([SEGSTREAM, "replay", str(clicks), "--out", str(tmp_path / "fixed"), "--model", str(model),
-                    "--no-learn"], check=True, capture_output=True)  # fmt: skip
-    truth = {t["event_id"]: t for t in map(orjson.loads, (tmp_path / "fixed" / "triggers.jsonl").read_bytes().splitlines())}
+    lines = [m.to_bytes() for m in messages] + ticks(last_ms + 90 * 86_400_000)
+    model, fixed = fixed_model_replay(lines, tmp_path)
+    truth = {t["event_id"]: t for t in map(orjson.loads, (fixed / "triggers.jsonl").read_bytes().splitlines())}
     assert sum(t["trigger"] == "cart_abandon" for t in truth.values()) > 500, "the stream should abandon carts"
 
     # No idle advance: deadlines fire in event time only, as in replay, and the ticks end the stream.
