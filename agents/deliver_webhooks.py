@@ -1,4 +1,4 @@
-"""``deliver_webhooks``: segment changes and triggers to the configured webhook subscribers.
+"""``deliver_webhooks``: segment changes, triggers and erasure notices to the configured webhook subscribers.
 
 Its own agents, on the published topics: a slow or dead endpoint delays its own
 deliveries, never the clicks. First attempts run concurrently for a batch;
@@ -21,7 +21,7 @@ from app import metrics
 from app.cancel_safe import batches, finish_before_cancel
 from app.delivery import guard
 from app.main import app, settings
-from app.topics import segment_changes, triggers, webhook_retries, webhooks_dlq
+from app.topics import erased_users, segment_changes, triggers, webhook_retries, webhooks_dlq
 from app.webhook_delivery import WebhookClient
 from app.webhook_dispatch import Dispatcher, Record, RetryPolicy
 
@@ -48,7 +48,7 @@ dispatcher = Dispatcher(
 
 
 async def _deliver_published(stream) -> None:
-    """First attempts for a batch of published events (segment changes or triggers)."""
+    """First attempts for a batch of published events (segment changes, triggers or erasure notices)."""
     async for batch in batches(stream, settings.batch_size, settings.batch_within_s):
         # batch: raw JSON of events segstream itself published. It is acked when this body
         # is left, a stop included, so its attempts finish first (each within the timeout).
@@ -83,6 +83,7 @@ class WebhookSession(mode.Service):
 if settings.webhooks:
     app.agent(segment_changes, name=f"{__name__}.deliver_changes", concurrency=1)(_deliver_published)
     app.agent(triggers, name=f"{__name__}.deliver_triggers", concurrency=1)(_deliver_published)
+    app.agent(erased_users, name=f"{__name__}.deliver_erasures", concurrency=1)(_deliver_published)
     for _level, _topic in enumerate(webhook_retries, start=1):
         app.agent(_topic, name=f"{__name__}.retry_{_level}", concurrency=1)(_retry_agent(_level))
     app.service(WebhookSession)

@@ -5,7 +5,8 @@ erase`` writes them) reaches the worker that owns the user's state, since the to
 is co-partitioned with the clicks. For each user it:
 
 - publishes an ``exited`` change, reason ``erased``, for every segment they were in
-  (app/core/erasure.py), before anything is deleted;
+  (app/core/erasure.py), and an erasure notice on ``erased-users`` (the ``user.erased``
+  webhook), before anything is deleted;
 - deletes the state from the table and its cache, and tombstones it in the changelog;
   their pending triggers and deadlines go with it;
 - removes the Redis profile and the user from every segment index;
@@ -26,12 +27,12 @@ import orjson
 from faust.types import EventT
 
 from agents.engine import engine
-from agents.segment_users import change_sender, deciding, observe_outputs, owned_partitions
+from agents.segment_users import deciding, observe_outputs, owned_partitions, send_outputs
 from app.cancel_safe import batches, finish_before_cancel
-from app.core.erasure import erase
+from app.core.erasure import erase, request_id
 from app.delivery import guard
 from app.main import app
-from app.topics import erasures, model_samples, segment_changes
+from app.topics import erasures, model_samples
 from tables.user_state import user_states
 
 log = logging.getLogger(__name__)
@@ -45,29 +46,35 @@ async def erase_users(stream):
 
 
 async def _erase_batch(batch: Sequence[EventT]) -> None:
-    users: dict[str, int] = {}  # user id -> their partition (the request's: co-partitioned)
+    users: dict[str, tuple[int, str]] = {}  # user id -> (their partition: the request's, co-partitioned; request id)
     for event in batch:
+        message = event.message
         try:
-            user_id = orjson.loads(event.value)["user_id"]
+            request = orjson.loads(event.value)
+            user_id, requested_at = request["user_id"], request.get("requested_at")
             if not isinstance(user_id, str) or not user_id:
                 raise ValueError("user_id must be a non-empty string")
-        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
-            log.warning("erasure request %s/%d ignored: %s", event.message.topic, event.message.offset, exc)
+        except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError, ValueError) as exc:
+            log.warning("erasure request %s/%d ignored: %s", message.topic, message.offset, exc)
             continue
-        users[user_id] = event.message.partition
+        # The notice's id comes from the request, so a redelivered request repeats it.
+        known = isinstance(requested_at, int | float) and not isinstance(requested_at, bool)
+        request_key = request_id(requested_at) if known else f"{message.partition}-{message.offset}"
+        users[user_id] = (message.partition, request_key)
     if not users:
         return
     now = time.time()
     owned = owned_partitions()
     async with deciding:
         # Another worker's standby copy is not ours to publish exits for; its owner does.
-        states = [(user_id, user_states.get(user_id) if partition in owned else None)
-                  for user_id, partition in users.items()]  # fmt: skip
+        states = [(user_id, user_states.get(user_id) if partition in owned else None, request)
+                  for user_id, (partition, request) in users.items()]  # fmt: skip
         result = erase(engine, states, emitted_at=now)
-        producer = app.producer._ensure_producer()
-        records = [(users[c["user_id"]], c["user_id"].encode(), orjson.dumps(c)) for c in result.changes]
-        await change_sender.send(producer, segment_changes.get_topic_name(), records)
-        await user_states.erase({user: users[user] for user in result.erased})
+        records = [(kind, users[out["user_id"]][0], out["user_id"].encode(), orjson.dumps(out))
+                   for kind, outputs in (("change", result.changes), ("erasure", result.erasures))
+                   for out in outputs]  # fmt: skip
+        await send_outputs(records)
+        await user_states.erase({user: users[user][0] for user in result.erased})
         observe_outputs(result.changes, [])
     guard.track(await model_samples.send(value=orjson.dumps({"erase": result.erased})))
     log.info("erased %d users (%d segment exits)", len(result.erased), len(result.changes))

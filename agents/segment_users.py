@@ -28,7 +28,7 @@ from app.main import app, settings
 from app.model_feed import CURRENT
 from app.outbox import Outbox
 from app.record_batches import BatchSender
-from app.topics import clicks, clicks_dlq, model_samples, segment_changes, triggers
+from app.topics import clicks, clicks_dlq, erased_users, model_samples, segment_changes, triggers
 from tables.codecs import decode_model, encode_state
 from tables.user_state import tables_ready, user_states, user_to_state
 
@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 
 change_sender = BatchSender(on_sent=metrics.count_sent)
 trigger_sender = BatchSender(on_sent=metrics.count_sent)
+erasure_sender = BatchSender(on_sent=metrics.count_sent)
 quiet = QuietPartitions(settings.idle_after_s)  # which click partitions the broker says are quiet (idle advance)
 outbox = Outbox()  # users whose states hold outputs the broker has yet to confirm
 for _trigger in settings.engine.rules.triggers.names():  # every trigger's series exists from the start
@@ -205,20 +206,24 @@ async def _publish(result, encoded: dict[str, bytes] | None = None) -> None:
     """
     touched = result.touched
     records = outbox.hold(touched, [*(("change", c) for c in result.changes),
-                                    *(("trigger", t) for t in result.triggers)])  # fmt: skip
+                                    *(("trigger", t) for t in result.triggers),
+                                    *(("erasure", n) for n in result.erasures)])  # fmt: skip
     if encoded and records:  # these states now hold more than what was encoded
         encoded = {user: raw for user, raw in encoded.items() if touched[user].outbox is None}
     metrics.state_bytes.inc(await user_states.write(touched, encoded, withdrawn=result.withdrawn))
-    await _send_outputs(records)
+    await send_outputs(records)
     if result.withdrawn:  # ... and so does the learner's sample of them
         guard.track(await model_samples.send(value=orjson.dumps({"erase": result.withdrawn})))
     observe_outputs(result.changes, result.triggers)
 
 
-async def _send_outputs(records: list[tuple[str, int, bytes, bytes]]) -> None:
-    """(kind, partition, key, value) records to segment-changes and triggers, the user's partition each."""
+async def send_outputs(records: list[tuple[str, int, bytes, bytes]]) -> None:
+    """(kind, partition, key, value) records to segment-changes, triggers and erased-users, the user's partition."""
     producer = app.producer._ensure_producer()
-    for sender, topic, kind in ((change_sender, segment_changes, "change"), (trigger_sender, triggers, "trigger")):
+    for sender, topic, kind in (
+        (change_sender, segment_changes, "change"), (trigger_sender, triggers, "trigger"),
+        (erasure_sender, erased_users, "erasure"),
+    ):  # fmt: skip
         of_kind = [(partition, key, value) for k, partition, key, value in records if k == kind]
         await sender.send(producer, topic.get_topic_name(), of_kind)
 
@@ -271,7 +276,7 @@ async def _reindex() -> None:
     if engine.segmenter.clustered:  # users new to this worker may not have been re-decided under the newest fit
         engine.sweep.start(user_states.user_ids())
     # Outputs whose states reached the changelog may not have reached their topics: send them again.
-    await _send_outputs(outbox.recovered(held))
+    await send_outputs(outbox.recovered(held))
     log.info("reindexed %d partitions: %d users with a pending trigger, %d unconfirmed outputs sent again",
              len(owned), scheduled, len(held))  # fmt: skip
 

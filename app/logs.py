@@ -14,7 +14,7 @@ import sys
 from typing import Any
 
 import orjson
-from aiokafka.errors import KafkaError
+from aiokafka.errors import IllegalGenerationError, KafkaError, RebalanceInProgressError, UnknownMemberIdError
 
 from app.core.events import format_ts
 
@@ -114,23 +114,33 @@ class RepeatFilter(logging.Filter):
         return True
 
 
+# Group errors after which aiokafka rejoins the group by itself: a commit that a rebalance overtook.
+_REJOINED = (IllegalGenerationError, UnknownMemberIdError, RebalanceInProgressError)
+
+
 class RetriedErrorFilter(logging.Filter):
-    """An ERROR about a Kafka error that the client itself retries becomes a WARNING.
+    """An ERROR about a Kafka error that the client itself retries, or rejoins the group after, becomes a WARNING.
 
     aiokafka logs, for one, "Group Coordinator Request failed" at ERROR and then
     retries; on a freshly started broker that is the normal wait for its offsets
-    topic. An ERROR line is for what needs an operator.
+    topic. "OffsetCommit failed ... will rejoin" is a commit a rebalance overtook. An
+    ERROR line is for what needs an operator.
 
     >>> from aiokafka.errors import GroupCoordinatorNotAvailableError
     >>> r = logging.LogRecord("aiokafka", logging.ERROR, __file__, 1, "failed: %s",
     ...                       (GroupCoordinatorNotAvailableError(),), None)
     >>> RetriedErrorFilter().filter(r), r.levelname
     (True, 'WARNING')
+    >>> r = logging.LogRecord("aiokafka", logging.ERROR, __file__, 1, "commit failed (%s), will rejoin",
+    ...                       (IllegalGenerationError(),), None)
+    >>> RetriedErrorFilter().filter(r), r.levelname
+    (True, 'WARNING')
     """
 
     def filter(self, record: logging.LogRecord) -> bool:
         if record.levelno == logging.ERROR and isinstance(record.args, tuple):
-            if any(isinstance(arg, KafkaError) and arg.retriable for arg in record.args):
+            handled = (arg for arg in record.args if isinstance(arg, KafkaError))
+            if any(error.retriable or isinstance(error, _REJOINED) for error in handled):
                 record.levelno, record.levelname = logging.WARNING, "WARNING"
         return True
 

@@ -27,6 +27,15 @@ def bootstrap_servers(broker: str) -> str:
     return ",".join(part.split("://", 1)[-1] for part in broker.replace(";", ",").split(","))
 
 
+async def until_listed(consumer: AIOKafkaConsumer, topic: str, service: Service) -> bool:
+    """Wait until the broker lists ``topic`` (the worker creates its topics at start); False if ``service`` stops."""
+    while not service.should_stop:
+        if topic in await consumer.topics():  # a fresh metadata request each time
+            return True
+        await asyncio.sleep(0.5)
+    return False
+
+
 class TopicFollower(Service):
     """Every record of a one-partition topic, from its beginning, to ``on_record``; then new ones as they come."""
 
@@ -52,10 +61,8 @@ class TopicFollower(Service):
     async def _follow(self) -> None:
         consumer = self._consumer
         partition = TopicPartition(self.topic, 0)
-        while not self.should_stop:
-            if self.topic in await consumer.topics():
-                break
-            await asyncio.sleep(0.5)  # the worker creates the topic at start
+        if not await until_listed(consumer, self.topic, self):
+            return
         consumer.assign([partition])
         await consumer.seek_to_beginning(partition)
         end = (await consumer.end_offsets([partition]))[partition]

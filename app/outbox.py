@@ -1,7 +1,7 @@
 """The outbox: a batch's outputs stay in its users' states until the broker has confirmed them.
 
 A batch writes each touched user's state to the changelog, then sends the segment
-changes and triggers it caused. Kafka makes neither atomic with the other: a worker
+changes, triggers and erasure notices it caused. Kafka makes neither atomic with the other: a worker
 killed between them leaves states on the changelog whose outputs never reached
 their topics, and a restarted worker skips the redelivered messages as applied. One
 of two workers killed under load lost 29 triggers that way
@@ -43,7 +43,7 @@ import orjson
 
 from app.core.state import UserState
 
-KINDS = ("change", "trigger")  # segment-changes and triggers
+KINDS = ("change", "trigger", "erasure")  # segment-changes, triggers, erased-users
 
 
 class Outbox:

@@ -46,6 +46,7 @@ from app.core.features import FeatureConfig
 from app.core.model import ModelSnapshot
 from app.core.profile import ProfileStore, build_profile
 from app.core.state import UserState
+from app.model_feed import bootstrap_servers, until_listed
 from tables.codecs import decode_state
 
 log = logging.getLogger(__name__)
@@ -108,10 +109,8 @@ class ProfileMaterialiser(Service):
 
     async def _follow(self) -> None:
         consumer = self._consumer
-        while not self.should_stop:
-            if self.topic in await consumer.topics():
-                break
-            await asyncio.sleep(0.5)  # Faust creates the changelog when the worker starts
+        if not await until_listed(consumer, self.topic, self):  # Faust creates the changelog at start
+            return
         consumer.subscribe([self.topic])
         while not self.should_stop:
             fetched = await consumer.getmany(timeout_ms=500, max_records=self.max_records)
@@ -165,8 +164,6 @@ class ProfileMaterialiser(Service):
     @classmethod
     def from_settings(cls, settings: Any, store: ProfileStore, model: Callable[[], ModelSnapshot | None],
                       **kwargs: Any) -> ProfileMaterialiser:  # fmt: skip
-        from app.model_feed import bootstrap_servers
-
         return cls(bootstrap=bootstrap_servers(settings.broker), topic=settings.state_changelog,
                    group=f"{settings.app_id}-profiles", store=store, model=model,
                    features=settings.engine.features, **kwargs)  # fmt: skip

@@ -19,7 +19,8 @@ from app.core.deadletter import dead_letter
 from app.core.embedded import EmbeddedPipeline, FeedResult
 
 OUTPUT_FILES = (
-    "segment_changes.jsonl", "triggers.jsonl", "drift.jsonl", "dlq.jsonl", "profiles.jsonl", "model.json",
+    "segment_changes.jsonl", "triggers.jsonl", "erasures.jsonl", "drift.jsonl", "dlq.jsonl", "profiles.jsonl",
+    "model.json",
 )  # fmt: skip
 _NUMERIC = frozenset({"value", "scroll_depth", "dwell_ms"})
 
@@ -100,10 +101,12 @@ class OutputDir:
         self._drift = (path / "drift.jsonl").open("wb")
         self._dlq = (path / "dlq.jsonl").open("wb")
         self._triggers = (path / "triggers.jsonl").open("wb")
+        self._erasures = (path / "erasures.jsonl").open("wb")
 
     def write(self, result: FeedResult, line_numbers: list[int]) -> None:
         _write_lines(self._changes, result.changes)
         _write_lines(self._triggers, result.triggers)
+        _write_lines(self._erasures, result.erasures)
         _write_lines(self._drift, (drift.to_dict() for drift in result.drifts))
         _write_lines(
             self._dlq,
@@ -114,7 +117,7 @@ class OutputDir:
         )
 
     def finish(self, pipeline: EmbeddedPipeline) -> None:
-        for handle in (self._changes, self._drift, self._dlq, self._triggers):
+        for handle in (self._changes, self._drift, self._dlq, self._triggers, self._erasures):
             handle.close()
         with (self.path / "profiles.jsonl").open("wb") as handle:
             _write_lines(handle, pipeline.profiles())

@@ -34,6 +34,9 @@ triggers = app.topic(settings.topic("triggers"), partitions=settings.partitions,
 # Erasure requests, keyed by user_id: co-partitioned with clicks, so the worker that owns a
 # user's state erases it (agents/erase_users.py, segstream users erase).
 erasures = app.topic(settings.topic("erasures"), partitions=settings.partitions, **_RAW)
+# Erasure notices (app/core/changes.py), keyed by user_id: what was erased, by request or for
+# withdrawn consent, for downstream systems to erase too (the user.erased webhook).
+erased_users = app.topic(settings.topic("erased-users"), partitions=settings.partitions, **_EXPIRING)
 segment_drift = app.topic(settings.topic("segment-drift"), partitions=1, **_RAW)
 # One partition: the learner is a single global model.
 model_samples = app.topic(settings.topic("model-samples"), partitions=1, **_EXPIRING)
@@ -49,7 +52,7 @@ webhook_retries = tuple(
 ) if settings.webhooks else ()  # fmt: skip
 
 ALL_TOPICS = (
-    clicks, clicks_dlq, segment_changes, triggers, erasures, segment_drift, model_samples, segment_model,
+    clicks, clicks_dlq, segment_changes, triggers, erasures, erased_users, segment_drift, model_samples, segment_model,
     webhooks_dlq, *webhook_retries,
 )  # fmt: skip
 
@@ -119,8 +122,9 @@ async def _connect(timeout_s: float) -> AIOKafkaAdminClient:
 
 
 async def _check_partitions(admin: AIOKafkaAdminClient, changelogs: Sequence[str]) -> None:
-    """Clicks, changes, triggers, erasures and the state changelogs share partition numbers: their counts must match."""
-    names = [topic.get_topic_name() for topic in (clicks, segment_changes, triggers, erasures)] + list(changelogs)
+    """Clicks, changes, triggers, erasures, notices and the state changelogs share partition numbers: counts must match."""
+    names = [topic.get_topic_name() for topic in (clicks, segment_changes, triggers, erasures, erased_users)]
+    names += list(changelogs)
     for described in await admin.describe_topics(names):
         found = len(described["partitions"])
         if described["error_code"] == 0 and found != settings.partitions:  # a changelog Faust has yet to create: 3

@@ -1,4 +1,5 @@
-"""The segment-change contract's version, and the ``exited`` changes of a user who leaves every segment.
+"""The segment-change contract's version, the ``exited`` changes of a user who leaves every segment,
+and the erasure notice that tells downstream systems to delete the user too.
 
 A user who is erased, or withdraws consent, leaves: downstream systems that hold
 their memberships (audiences in marketing tools, the Redis indexes) learn of it as
@@ -11,6 +12,8 @@ must not publish the user's data once more.
 >>> state.signals.rules = ["big_spender"]
 >>> [(c["kind"], c["segment"], c["event_id"], c["reason"]) for c in exit_changes("u1", state, 0.0, "", None)]
 [('rule', 'big_spender', 'u1:5', 'erased'), ('cluster', 'c1', 'u1:6', 'erased')]
+>>> erasure_notice("u1", REQUESTED, "1767225600000", 1_767_225_600.0, "")["event_id"]
+'u1:erased:1767225600000'
 """
 
 from __future__ import annotations
@@ -23,7 +26,9 @@ from app.core.segmenter import NEW_SEGMENT
 from app.core.state import UserState
 
 CHANGE_SCHEMA = 1  # segment-change events (README: Contracts)
+ERASURE_SCHEMA = 1  # erasure notices on erased-users, and the user.erased webhook
 ERASED = "erased"
+REQUESTED, CONSENT_WITHDRAWN = "request", "consent_withdrawn"  # why a user was erased
 
 
 def exit_changes(
@@ -45,3 +50,14 @@ def exit_changes(
             "segment_name": name, "previous": segment, "model_version": version, "reason": ERASED, "features": {},
         })  # fmt: skip
     return changes
+
+
+def erasure_notice(user_id: str, why: str, source: str, ts: float, emitted_at: str) -> dict[str, Any]:
+    """The notice that ``user_id``'s data was erased: ``why`` is ``request`` or ``consent_withdrawn``.
+
+    ``source`` names what asked for it (the request's time in ms, or the event id of the
+    ``consent: false`` event), so a redelivered request or event repeats the same id.
+    It carries nothing about the user but the id.
+    """
+    return {"schema": ERASURE_SCHEMA, "event_id": f"{user_id}:erased:{source}", "user_id": user_id,
+            "erased": why, "ts": format_ts(ts), "emitted_at": emitted_at}  # fmt: skip

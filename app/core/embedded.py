@@ -31,6 +31,7 @@ from app.core.state import UserState
 class FeedResult:
     changes: list[dict[str, Any]] = field(default_factory=list)
     triggers: list[dict[str, Any]] = field(default_factory=list)
+    erasures: list[dict[str, Any]] = field(default_factory=list)  # erasure notices (consent withdrawn)
     drifts: list[DriftEvent] = field(default_factory=list)
     models: list[ModelSnapshot] = field(default_factory=list)
     rejects: list[Reject] = field(default_factory=list)
@@ -120,6 +121,7 @@ class EmbeddedPipeline:
         self.states.update(result.touched)
         out.changes.extend(result.changes)
         out.triggers.extend(result.triggers)
+        out.erasures.extend(result.erasures)
         out.outcomes.update(result.outcomes)
 
     def profiles(self) -> Iterable[dict[str, Any]]:

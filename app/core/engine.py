@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from app.core.changes import CHANGE_SCHEMA, exit_changes
+from app.core.changes import CHANGE_SCHEMA, CONSENT_WITHDRAWN, erasure_notice, exit_changes
 from app.core.deadlines import DeadlineIndex
 from app.core.events import ClickEvent, format_ts
 from app.core.features import OK, FeatureConfig, UserFeatures
@@ -85,6 +85,7 @@ class BatchResult:
     outcomes: Counter = field(default_factory=Counter)  # ok / late / duplicate
     erased: list[str] = field(default_factory=list)  # users whose states are to be deleted
     withdrawn: list[str] = field(default_factory=list)  # users who withdrew consent: profile and samples go
+    erasures: list[dict[str, Any]] = field(default_factory=list)  # erasure notices (app/core/changes.py)
 
     def absorb(self, later: BatchResult) -> None:
         """Append the result of the events that came after this one's."""
@@ -95,6 +96,7 @@ class BatchResult:
         self.outcomes.update(later.outcomes)
         self.erased += later.erased
         self.withdrawn += later.withdrawn
+        self.erasures += later.erasures
 
 
 @dataclass(slots=True)
@@ -192,7 +194,10 @@ class Engine:
             result.outcomes[REDELIVERED] += 1
             return
         if not state.withdrawn:
-            result.changes.extend(exit_changes(user_id, state, event.ts, format_ts(emitted_at), self.model))
+            emitted = format_ts(emitted_at)
+            result.changes.extend(exit_changes(user_id, state, event.ts, emitted, self.model))
+            source = str(event.event_id) if event.event_id is not None else str(round(event.ts * 1000))
+            result.erasures.append(erasure_notice(user_id, CONSENT_WITHDRAWN, source, event.ts, emitted))
         marker = state.withdrawal()
         marker.applied = position if position is not None else state.applied
         result.touched[user_id] = marker

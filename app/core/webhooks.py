@@ -4,8 +4,8 @@ Pure logic; the HTTP client is :mod:`app.webhook_delivery` and the agents are in
 ``agents/deliver_webhooks.py``.
 
 - **Body**: ``{"type", "timestamp", "data"}``, where ``type`` is ``segment.entered``,
-  ``segment.exited``, ``segment.moved`` or ``trigger.<name>`` and ``data`` is the
-  published segment-change or trigger event.
+  ``segment.exited``, ``segment.moved``, ``trigger.<name>`` or ``user.erased``, and
+  ``data`` is the published segment-change event, trigger event or erasure notice.
 - **Headers**: ``webhook-id`` (the event's ``event_id``, the same on every retry),
   ``webhook-timestamp`` (Unix seconds of this attempt) and ``webhook-signature``:
   ``v1,`` + base64 HMAC-SHA256 over ``id.timestamp.body`` with the secret (a
@@ -20,6 +20,8 @@ Pure logic; the HTTP client is :mod:`app.webhook_delivery` and the agents are in
 >>> crm = Subscriber("crm", "http://127.0.0.1:9/hook", "s3cret", changes=("entered",), triggers=())
 >>> crm.wants({"kind": "rule", "change": "entered", "segment": "vip"}), crm.wants({"trigger": "cart_abandon"})
 (True, False)
+>>> crm.wants({"erased": "request", "user_id": "u1"}), event_type({"erased": "request"})
+(True, 'user.erased')
 >>> classify(503), classify(410), classify(404), classify(204)
 ('retry', 'disable', 'fail', 'delivered')
 """
@@ -47,7 +49,8 @@ class Subscriber:
     """One endpoint and what it receives. ``None`` for a filter means everything.
 
     ``segments`` holds segment ids or rule names (``c2``, ``vip``); ``triggers``
-    trigger names (``()`` for none).
+    trigger names (``()`` for none). ``erasures``: erasure notices (``user.erased``),
+    on by default: a system that received a user's data must learn they were erased.
     """
 
     name: str
@@ -57,6 +60,7 @@ class Subscriber:
     kinds: tuple[str, ...] = KINDS
     segments: tuple[str, ...] | None = None
     triggers: tuple[str, ...] | None = None
+    erasures: bool = True
 
     def __post_init__(self) -> None:
         if not self.url.startswith(("http://", "https://")):
@@ -70,7 +74,9 @@ class Subscriber:
                 raise ValueError(f"webhook {self.name!r}: unknown {what} {sorted(unknown)}; known: {list(allowed)}")
 
     def wants(self, event: dict[str, Any]) -> bool:
-        """Whether this subscriber receives ``event`` (a segment change or a trigger)."""
+        """Whether this subscriber receives ``event`` (a segment change, a trigger or an erasure notice)."""
+        if "erased" in event:
+            return self.erasures
         if "trigger" in event:
             return self.triggers is None or event["trigger"] in self.triggers
         if event.get("change") not in self.changes or event.get("kind") not in self.kinds:
@@ -79,6 +85,8 @@ class Subscriber:
 
 
 def event_type(event: dict[str, Any]) -> str:
+    if "erased" in event:
+        return "user.erased"
     return f"trigger.{event['trigger']}" if "trigger" in event else f"segment.{event['change']}"
 
 

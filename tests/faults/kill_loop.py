@@ -74,7 +74,7 @@ class PacedProducer(threading.Thread):
 def truth(lines: list[bytes], work: Path) -> tuple[Path, dict, dict, Counter]:
     """The model, replay's triggers and memberships with it fixed, and the unique events per user."""
     model, fixed = fixed_model_replay(lines, work)
-    triggers = {t["event_id"]: t for t in map(orjson.loads, (fixed / "triggers.jsonl").read_bytes().split())}
+    triggers = {t["event_id"]: t for t in map(orjson.loads, (fixed / "triggers.jsonl").read_bytes().splitlines())}
     profiles = map(orjson.loads, (fixed / "profiles.jsonl").read_bytes().splitlines())
     segments = {p["user_id"]: p["segment"] for p in profiles}
     unique, seen = Counter(), set()

@@ -52,6 +52,10 @@ def _redis_keys_of(client: redis.Redis, prefix: str, user: str) -> list[str]:
     return sorted(found)
 
 
+def _notices(worker: Worker) -> list[dict]:
+    return [orjson.loads(r.value) for r in asyncio.run(read_all(worker.topic("erased-users"), idle_s=1.0))]
+
+
 def test_an_erased_user_leaves_the_state_redis_the_triggers_and_every_segment(tmp_path):
     config = tmp_path / "segstream.toml"
     config.write_text(CONFIG)
@@ -87,6 +91,9 @@ def test_an_erased_user_leaves_the_state_redis_the_triggers_and_every_segment(tm
         assert (exit_change["segment"], exit_change["reason"], exit_change["features"]) == ("carted", "erased", {})
         _wait(lambda: not _redis_keys_of(client, prefix, erased), "Redis still holds the erased user", worker)
         assert _status(worker, erased) == 404
+        # Downstream systems are told to erase the user too (erased-users, the user.erased webhook).
+        _wait(lambda: _notices(worker), "no erasure notice", worker)
+        assert [(n["user_id"], n["erased"]) for n in _notices(worker)] == [(erased, "request")]
 
         # The kept user's cart is abandoned; the erased user's pending trigger went with their state.
         def fired() -> list[dict]:
@@ -141,5 +148,7 @@ def test_consent_false_withdraws_a_user_until_consent_true(tmp_path):
         changes = [orjson.loads(r.value) for r in asyncio.run(read_all(worker.topic("segment-changes"), idle_s=1.0))]
         assert [(c["change"], c["reason"]) for c in changes if c["user_id"] == user] == [
             ("entered", "rule"), ("exited", "erased")]  # fmt: skip  # the cart after the withdrawal never counted
+        expected = [(f"{user}:erased:{user}-page_view-1", "consent_withdrawn")]  # the consent: false event's id
+        assert [(n["event_id"], n["erased"]) for n in _notices(worker)] == expected
     finally:
         worker.stop(signal.SIGTERM)

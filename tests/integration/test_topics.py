@@ -46,8 +46,8 @@ async def _topic_config(topic: str) -> dict[str, str]:
 def test_topics_exist_with_their_partitions_and_compaction_before_the_worker_starts():
     prefix = f"it-{uuid.uuid4().hex[:10]}-"
     created = _create(prefix, SEGSTREAM_USER_DATA_RETENTION_S="3600")
-    expected = {"clicks": 3, "clicks-dlq": 3, "segment-changes": 3, "triggers": 3, "erasures": 3, "segment-drift": 1,
-                "model-samples": 1, "segment-model": 1, "webhooks-dlq": 3}  # fmt: skip
+    expected = {"clicks": 3, "clicks-dlq": 3, "segment-changes": 3, "triggers": 3, "erasures": 3, "erased-users": 3,
+                "segment-drift": 1, "model-samples": 1, "segment-model": 1, "webhooks-dlq": 3}  # fmt: skip
     assert sorted(created) == sorted(prefix + name for name in expected)
     for name, partitions in expected.items():
         assert len(asyncio.run(partitions_of(prefix + name))) == partitions, name
@@ -56,7 +56,7 @@ def test_topics_exist_with_their_partitions_and_compaction_before_the_worker_sta
     assert configs["clicks"]["cleanup.policy"] == "delete"
     # Copies of user data that no table owns expire: erased users leave them too.
     assert {name for name, config in configs.items() if config["retention.ms"] == "3600000"} == {
-        "clicks-dlq", "model-samples", "webhooks-dlq"}  # fmt: skip
+        "clicks-dlq", "model-samples", "webhooks-dlq", "erased-users"}  # fmt: skip
     assert _create(prefix) == []  # a second worker, or a restart, creates nothing
 
 

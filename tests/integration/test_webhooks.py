@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import subprocess
+import time
 
 import orjson
 import pytest
@@ -116,3 +117,38 @@ triggers = []
         assert f"{len(wanted_by_gone)} delivered" in done.stdout
         assert set(receiver.ids("/moved", 200)) == wanted_by_gone
         assert not worker.errors(), worker.errors()
+
+
+def test_erased_users_reach_subscribers_as_user_erased_unless_they_opt_out(start_worker, tmp_path):
+    """A request (segstream users erase) and a consent withdrawal each send one user.erased webhook."""
+    secret = "whsec_" + base64.b64encode(KEY).decode()
+    with Receiver({"/crm": KEY, "/stats": KEY}) as receiver:
+        config = tmp_path / "segstream.toml"
+        config.write_text(f"""
+[[webhooks]]
+name = "crm"
+url = "{receiver.url('/crm')}"
+secret = "{secret}"
+
+[[webhooks]]
+name = "stats"
+url = "{receiver.url('/stats')}"
+secret = "{secret}"
+erasures = false
+""")
+        worker = start_worker(SEGSTREAM_CONFIG=str(config), SEGSTREAM_LEARN="false")
+        withdrawn = {"user_id": "shy", "type": "page_view", "ts": T0, "event_id": "shy-0", "consent": False}
+        asyncio.run(produce(worker.topic("clicks"), _events(range(2)) + [(b"shy", orjson.dumps(withdrawn))]))
+        wait_until_consumed(worker, worker.topic("clicks"))
+        done = subprocess.run([SEGSTREAM, "users", "erase", "w01"], env=worker.env, capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+
+        def erased_at(path: str) -> list[tuple[str, str]]:
+            bodies = [orjson.loads(r.body) for r in receiver.requests if r.path == path and r.status == 200]
+            return sorted((b["data"]["user_id"], b["data"]["erased"]) for b in bodies if b["type"] == "user.erased")
+
+        want = [("shy", "consent_withdrawn"), ("w01", "request")]
+        poll(lambda: erased_at("/crm") == want, "a user.erased webhook per erased user at /crm", timeout=60)
+        time.sleep(2.0)  # one dispatcher serves both subscribers: /stats would have had them by now
+        assert erased_at("/stats") == [] and receiver.ids("/stats", 200)
+        assert all(r.signature_ok for r in receiver.requests)

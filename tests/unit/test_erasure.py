@@ -32,7 +32,7 @@ def test_an_erased_user_exits_their_segments_and_their_cart_never_fires():
     sizes.apply(result.changes)
     assert sizes.of("rule", "carted") == 2 and len(engine.deadlines) == 2
 
-    erased = erase(engine, [("u1", states.pop("u1"))], emitted_at=T0 + 60)
+    erased = erase(engine, [("u1", states.pop("u1"), "1")], emitted_at=T0 + 60)
     assert [(c["user_id"], c["change"], c["segment"], c["reason"], c["features"]) for c in erased.changes] == [
         ("u1", "exited", "carted", "erased", {})]  # fmt: skip
     assert erased.erased == ["u1"] and not erased.touched
@@ -50,9 +50,12 @@ def test_an_erased_cluster_member_leaves_their_cluster_segment():
     state.membership.segment, state.membership.seq = "c3", 7
     sizes = SegmentSizes()
     sizes.apply([{"kind": "cluster", "change": "entered", "segment": "c3", "previous": "new"}])
-    result = erase(engine, [("u9", state), ("never-seen", None)])
+    result = erase(engine, [("u9", state, "7"), ("never-seen", None, "8")])
     assert [(c["kind"], c["segment"], c["event_id"]) for c in result.changes] == [("cluster", "c3", "u9:8")]
     assert result.erased == ["u9", "never-seen"]
+    # Every erased user gets a notice, one this worker never saw too: others may hold their data.
+    assert [(n["event_id"], n["erased"]) for n in result.erasures] == [
+        ("u9:erased:7", "request"), ("never-seen:erased:8", "request")]  # fmt: skip
     sizes.apply(result.changes)
     assert sizes.of("cluster", "c3") == 0
 
@@ -87,6 +90,10 @@ def test_consent_false_withdraws_the_user_and_consent_true_profiles_them_afresh(
     assert [(c["user_id"], c["change"], c["reason"]) for c in out.changes] == [
         ("u1", "entered", "rule"), ("u2", "entered", "rule"), ("u1", "exited", "erased")]  # fmt: skip
     assert out.outcomes["withdrawn"] == 2 and out.outcomes["ok"] == 2
+    # One erasure notice, named after the consent: false event, for downstream systems.
+    assert [(n["user_id"], n["erased"]) for n in out.erasures] == [("u1", "consent_withdrawn")]
+    assert out.erasures[0]["event_id"] == "u1:erased:u1-page_view-1" and set(out.erasures[0]) == {
+        "schema", "event_id", "user_id", "erased", "ts", "emitted_at"}  # fmt: skip  # nothing else of the user
     withdrawn = pipeline.states["u1"]
     assert withdrawn.withdrawn and withdrawn.features.events == 0 and not withdrawn.signals.rules
     assert [p["user_id"] for p in pipeline.profiles()] == ["u2"]
@@ -95,7 +102,7 @@ def test_consent_false_withdraws_the_user_and_consent_true_profiles_them_afresh(
 
     # A later batch: nothing until consent is given again, then a fresh profile.
     out = _feed(pipeline, _click("u1", "search", 3), _click("u1", "add_to_cart", 4, value=7.0, consent=True))
-    assert out.outcomes["withdrawn"] == 1
+    assert out.outcomes["withdrawn"] == 1 and out.erasures == []  # already withdrawn: no second notice
     assert [(c["change"], c["segment"]) for c in out.changes] == [("entered", "carted")]
     again = pipeline.states["u1"]
     assert not again.withdrawn and again.features.events == 1
