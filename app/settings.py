@@ -73,6 +73,7 @@ class Settings:
     model_file: str = ""
     idle_after_s: float = 30.0  # no click, and none unread on the broker, this long: the watermark advances
     start_timeout_s: float = 60.0  # at start: how long the worker waits for the broker and its topics
+    shutdown_timeout_s: float = 30.0  # after SIGTERM/SIGINT the worker exits within this (app/shutdown.py)
     # Topics that hold copies of user data for a while (dead letters, retries, learner
     # samples) keep it at most this long, so that they forget erased users too.
     user_data_retention_s: float = 7 * 86_400.0
@@ -126,6 +127,7 @@ _RANGES: dict[str, tuple[Any, str]] = {
     "idle_after_s": (_positive, "greater than 0"),
     "user_data_retention_s": (_positive, "greater than 0"),
     "start_timeout_s": (_positive, "greater than 0"),
+    "shutdown_timeout_s": (_positive, "greater than 0"),
 }
 _LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 

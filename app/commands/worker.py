@@ -15,11 +15,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from faust.worker import Worker
-
     from app.delivery import guard
     from app.main import app, settings
     from app.settings import check_exposure
+    from app.shutdown import Worker
 
     import_agents()
     from app.logs import json_logging_config, quiet_client_errors, rate_limit_client_logs
@@ -31,7 +30,7 @@ def run(args: argparse.Namespace) -> int:
     rate_limit_client_logs()  # a broker outage is a line every few seconds, not thousands
     _check_data_dir(settings.data_dir)
     _create_topics()
-    worker = Worker(app, loglevel=level, logging_config=config)
+    worker = Worker(app, loglevel=level, logging_config=config, shutdown_timeout_s=settings.shutdown_timeout_s)
     try:
         worker.execute_from_commandline()  # raises SystemExit when the worker stops (SIGINT/SIGTERM)
     except SystemExit:
