@@ -1,7 +1,8 @@
 """Kill and restart one worker again and again under load; then count what was lost or doubled.
 
-``python -m tests.faults.kill_loop --kills 10`` (needs ``scripts/services start``; about
-100 s a kill: a restarted worker waits out the dead member's session in the group).
+``python -m tests.faults.kill_loop --kills 10`` (needs ``scripts/services start``; two
+minutes or more a kill: a restarted worker waits out the dead member's session in the
+group, then recovers the whole changelog into its memory store).
 
 A producer sends the simulated stream at a steady rate the whole time. Each cycle
 kills the worker with SIGKILL a few seconds into its run, starts a new one with the
@@ -114,8 +115,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.faults.kill_loop", description=__doc__.splitlines()[0])
     parser.add_argument("--kills", type=int, default=10)
     parser.add_argument("--users", type=int, default=2_000)
-    parser.add_argument("--events", type=int, default=400_000)
-    parser.add_argument("--rate", type=float, help="messages a second (default: spread over about 80 s a kill)")
+    parser.add_argument("--events", type=int, default=150_000)
+    parser.add_argument("--rate", type=float, help="messages a second (default: spread over about 120 s a kill)")
     parser.add_argument("--seed", type=int, default=5)
     args = parser.parse_args(argv)
     rng = random.Random(args.seed)
@@ -124,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     last_ms = max(event["ts"] for m in messages for event in m.events)
     lines = [m.to_bytes() for m in messages] + ticks(last_ms + 90 * 86_400_000)
     model, true_triggers, true_segments, unique = truth(lines, work)
-    rate = args.rate or len(lines) / (80.0 * max(1, args.kills))  # the load lasts the whole loop
+    rate = args.rate or len(lines) / (120.0 * max(1, args.kills))  # the load lasts about the whole loop
     print(f"kill loop: {len(lines):,} messages at {rate:,.0f}/s, {args.kills} kills; work dir {work}", flush=True)
 
     env = {"SEGSTREAM_MODEL_FILE": str(model), "SEGSTREAM_LEARN": "false", "SEGSTREAM_IDLE_AFTER_S": "3600"}
@@ -138,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
             time.sleep(rng.uniform(3.0, 12.0))  # part committed, part processed, part in flight
             worker.stop(signal.SIGKILL)
             started = time.monotonic()
-            worker = Worker(work, name=worker.app_id, **env).start(timeout=180)
+            worker = Worker(work, name=worker.app_id, **env).start(timeout=400)  # recovery grows with the changelog
             ready_s = time.monotonic() - started
             rows.append((kill, producer.sent, ready_s, caught_up_after(worker, topic)))
             print(f"kill {kill:>2}: {rows[-1][1]:>9,} sent  ready {ready_s:6.1f} s  caught up {rows[-1][3]:6.1f} s "
