@@ -6,7 +6,7 @@ is co-partitioned with the clicks. For each user it:
 
 - publishes an ``exited`` change, reason ``erased``, for every segment they were in
   (app/core/erasure.py), and an erasure notice on ``erased-users`` (the ``user.erased``
-  webhook), before anything is deleted;
+  webhook), and waits until the broker has them, before anything is deleted;
 - deletes the state from the table and its cache, and tombstones it in the changelog;
   their pending triggers and deadlines go with it;
 - removes the Redis profile and the user from every segment index;
@@ -19,6 +19,7 @@ user, a repeated request) still clears Redis and the learner.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Sequence
@@ -74,6 +75,13 @@ async def _erase_batch(batch: Sequence[EventT]) -> None:
                    for kind, outputs in (("change", result.changes), ("erasure", result.erasures))
                    for out in outputs]  # fmt: skip
         await send_outputs(records)
+        # The state goes only once its exits and notices are delivered. A worker killed or
+        # refused before then is handed the request again, and the state is still there to
+        # say which segments to exit: exits sent and then deleted with it were lost for good.
+        await app.producer.flush()
+        await asyncio.sleep(0)  # the delivery callbacks of the flushed batches run first
+        if not guard.may_commit():
+            return  # the worker stops (app/delivery.py); nothing of this batch is committed
         await user_states.erase({user: users[user][0] for user in result.erased})
         observe_outputs(result.changes, [])
     guard.track(await model_samples.send(value=orjson.dumps({"erase": result.erased})))
