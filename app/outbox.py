@@ -43,11 +43,13 @@ import orjson
 
 from app.core.state import UserState
 
-KINDS = ("change", "trigger", "erasure")  # segment-changes, triggers, erased-users
-
 
 class Outbox:
-    """Which users hold unconfirmed outputs in their states, and since when."""
+    """Which users hold unconfirmed outputs in their states, and since when.
+
+    An output's kind names its topic: ``change`` (segment-changes), ``trigger``
+    (triggers) or ``erasure`` (erased-users).
+    """
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
@@ -63,23 +65,22 @@ class Outbox:
         """Put each (kind, output) into its user's state; returns (kind, partition, key, value) to send."""
         now, records = self._clock(), []
         for kind, output in outputs:
-            user_id = output["user_id"]
-            state = touched[user_id]
+            state = touched[output["user_id"]]
             if state.outbox is None:
                 state.outbox = []
             state.outbox.append([kind, output])
-            partition = state.applied[0]
-            self._held[user_id] = (now, partition)
-            records.append((kind, partition, user_id.encode(), orjson.dumps(output)))
+            records.append(self._record(now, state.applied[0], kind, output))
         return records
 
     def recovered(self, held: Iterable[list]) -> list[tuple[str, int, bytes, bytes]]:
         """The outputs held in recovered states (``[kind, output]`` with the state's partition), to send again."""
-        now, records = self._clock(), []
-        for partition, (kind, output) in held:
-            self._held[output["user_id"]] = (now, partition)
-            records.append((kind, partition, output["user_id"].encode(), orjson.dumps(output)))
-        return records
+        now = self._clock()
+        return [self._record(now, partition, kind, output) for partition, (kind, output) in held]
+
+    def _record(self, now: float, partition: int, kind: str, output: dict[str, Any]) -> tuple[str, int, bytes, bytes]:
+        """Register ``output`` as held since ``now``; the (kind, partition, key, value) record that sends it."""
+        self._held[output["user_id"]] = (now, partition)
+        return kind, partition, output["user_id"].encode(), orjson.dumps(output)
 
     async def confirm(self, flush: Callable[[], Awaitable[Any]], delivered: Callable[[], bool]) -> None:
         """Flush the producer; if every delivery succeeded, what was sent before the flush is confirmed."""
