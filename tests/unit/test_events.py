@@ -19,9 +19,7 @@ from app.core.events import (
     parse_ts,
 )
 
-NOW = 1_767_225_600.0
-MAY_1997 = 863_602_200.0  # 1997-05-14T09:30:00Z
-FLOOR = 1_577_836_800.0  # 2020-01-01T00:00:00Z
+from tests.event_strategies import FIELD_EDGES, FLOOR, MAY_1997, NOW, VALID, messages
 
 
 def test_timestamps_in_all_three_forms_agree():
@@ -260,60 +258,6 @@ def test_format_ts_is_utc_with_milliseconds():
     assert format_ts(NOW) == "2026-01-01T00:00:00.000Z"
 
 
-# Values of every JSON kind, valid or not for some field, including the edges of each limit.
-_texts = st.one_of(
-    st.text(max_size=5),
-    st.sampled_from(["", "x" * 64, "x" * 65, "é" * 256, "😀" * 257, "x" * 2_048, "x" * 2_049]),
-)
-_numbers = st.one_of(
-    st.integers(min_value=-(2**70), max_value=2**70),
-    st.floats(allow_nan=False, allow_infinity=False),
-    st.sampled_from([0, 1, 0.5, 1.0000001, -0.0, -1, -1e-9, NOW, NOW * 1000, NOW * 1000 + 0.5, 946_684_799.0,
-                     MAY_1997, MAY_1997 * 1000, FLOOR, FLOOR - 0.001, 99_999_999_999, 100_000_000_000]),
-)
-_scalars = st.one_of(st.none(), st.booleans(), _numbers, _texts, st.sampled_from(["mobile", "tablet", "MOBILE"]))
-_traits = st.dictionaries(st.one_of(_texts, st.just("k" * 65)), st.one_of(_scalars, st.lists(st.none(), max_size=1)),
-                          max_size=34)  # fmt: skip
-
-def _edges(limit: int) -> list[str]:
-    return ["", "x" * limit, "x" * (limit + 1), "😀" * limit, "😀" * (limit + 1)]
-
-
-_trait_edges = [{f"k{i}": i for i in range(32)}, {f"k{i}": i for i in range(33)}, {"k" * 64: 1}, {"k" * 65: 1},
-                {"a": "x" * 256}, {"a": "x" * 257}, {"a": [1]}, {"a": {"b": 1}}, {"a": None}, {},
-                {"a": 2**63 - 1}, {"a": 2**63}, {"a": -(2**63)}, {"a": -(2**63) - 1}, {"a": 2**70},
-                {"a": 1e308}, {"a": -1e308}]  # fmt: skip
-_field_edges = {
-    "user_id": _edges(256) + ["u\x00", "u\n1", "\u202eu1", "u 1", "ü1", "\x7f"], "type": _edges(64), "event_id": _edges(256), "session_id": _edges(256),
-    "page": _edges(2_048), "category": _edges(256), "traits": _trait_edges,
-    "ts": ["2026-01-01T00:00:00Z", "2026-01-01T00:00:00", "2999-01-01T00:00:00Z", NOW + 86_401, 99_999_999_999,
-           "1997-05-14T09:30:00Z", "1970-01-01T00:00:00Z", "1969-12-31T23:59:59.999Z", "1900-01-01T00:00:00+00:00",
-           "2019-12-31T23:59:59.999+00:00", "2020-01-01T00:00:00Z", 0, -0.0, -1, MAY_1997, MAY_1997 * 1000,
-           100_000_000_000, FLOOR, FLOOR - 0.001, FLOOR * 1000],
-    "value": [0, -0.0, -1e-300, 1e15, 1.0000000000000002e15, 2**70, 1e308],
-    "scroll_depth": [0, 1, 1.0000001, -0.0], "dwell_ms": [0, -1, 1e15, 1e16],
-}  # fmt: skip
-_field_values = {
-    name: st.one_of(st.sampled_from(_field_edges.get(name, [None])), _scalars)
-    for name in ("user_id", "type", "ts", "event_id", "session_id", "value", "device", "page", "category",
-                 "scroll_depth", "dwell_ms", "consent", "traits", "extra")
-}  # fmt: skip
-_VALID = {"user_id": "u1", "type": "search", "ts": NOW, "event_id": "e1", "session_id": "s1", "value": 2.5,
-          "device": "mobile", "page": "/p", "category": "books", "scroll_depth": 0.5, "dwell_ms": 1200,
-          "consent": True, "traits": {"age": 30, "country": "FR"}}  # fmt: skip
-# A valid event with up to three fields replaced or dropped, or anything at all.
-_replaced = st.lists(st.sampled_from(sorted(_field_values)), max_size=3, unique=True).flatmap(
-    lambda names: st.fixed_dictionaries({name: _field_values[name] for name in names})
-)
-_events = st.one_of(
-    st.tuples(_replaced, st.lists(st.sampled_from(sorted(_VALID)), max_size=2)).map(
-        lambda t: {k: v for k, v in {**_VALID, **t[0]}.items() if k not in t[1]}
-    ),
-    st.fixed_dictionaries({}, optional=_field_values),
-)
-_messages = st.one_of(_events, st.lists(st.one_of(_events, _scalars), max_size=4), _scalars)
-
-
 def _assert_both_decoders_agree(doc, min_event_time: float | None = None) -> None:
     raw = msgspec.json.encode(doc)  # orjson cannot write an integer beyond 64 bits
     fast = decode_message(raw, now=NOW, min_event_time=min_event_time)
@@ -323,20 +267,20 @@ def _assert_both_decoders_agree(doc, min_event_time: float | None = None) -> Non
     assert all(type(e.ts) is float for e in fast.events)
 
 
-_EDGE_CASES = [(name, value) for name, values in _field_edges.items() for value in values]
-_EDGE_CASES += [(name, value) for name in _VALID for value in (None, True, 1, 1.5, "s", [], {})]
+_EDGE_CASES = [(name, value) for name, values in FIELD_EDGES.items() for value in values]
+_EDGE_CASES += [(name, value) for name in VALID for value in (None, True, 1, 1.5, "s", [], {})]
 
 
 @pytest.mark.parametrize(("name", "value"), _EDGE_CASES)
 @pytest.mark.parametrize("floor", [None, FLOOR])
 def test_fast_decoder_agrees_with_the_validator_at_every_limit(name, value, floor):
     """msgspec checks valid messages in C; parse_event gives the reasons. They must agree."""
-    _assert_both_decoders_agree({**_VALID, name: value}, floor)
-    _assert_both_decoders_agree([_VALID, {**_VALID, name: value}], floor)
+    _assert_both_decoders_agree({**VALID, name: value}, floor)
+    _assert_both_decoders_agree([VALID, {**VALID, name: value}], floor)
 
 
 @settings(max_examples=400, deadline=None)
-@given(_messages, st.one_of(st.none(), st.sampled_from([0.0, MAY_1997, FLOOR, FLOOR + 0.5, NOW])))
+@given(messages, st.one_of(st.none(), st.sampled_from([0.0, MAY_1997, FLOOR, FLOOR + 0.5, NOW])))
 def test_fast_decoder_agrees_with_the_validator_on_any_message(doc, floor):
     _assert_both_decoders_agree(doc, floor)
 
@@ -371,6 +315,6 @@ def test_format_ts_rounds_like_datetime(ts):
 @pytest.mark.parametrize("user_id", ["u\x00", "u1\n", "\u202eevil", "\u200b"])
 def test_a_user_id_no_lookup_could_name_is_a_dead_letter(user_id):
     """Such ids were stored, but GET /users/{id} answers 400 for them: the contract rejects them now."""
-    decoded = decode_message(orjson.dumps({**_VALID, "user_id": user_id}), now=NOW)
+    decoded = decode_message(orjson.dumps({**VALID, "user_id": user_id}), now=NOW)
     assert not decoded.events
     assert decoded.rejects[0].reason == "field 'user_id': must be printable characters (no control or format characters)"
