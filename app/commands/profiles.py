@@ -2,7 +2,9 @@
 
 ``follow`` runs the profile materialiser (app/profile_materialiser.py) as a process
 of its own, for workers started with ``materialise_in_worker = false``; run one or
-more, they share the changelog as one consumer group.
+more, they share the changelog as one consumer group. Each serves ``GET /metrics``
+(the ``segstream_profile_*`` and ``segstream_redis_*`` series, as the worker does when
+it materialises) and ``GET /healthz`` on ``--port`` (default 6068), on ``web_host``.
 
 ``rebuild`` writes every user's profile at once:
 
@@ -21,6 +23,7 @@ import asyncio
 import time
 
 CHUNK = 1_000
+FOLLOW_PORT = 6068  # beside the worker's 6066 and the lookup API's 6067
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -32,6 +35,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     follow = actions.add_parser(
         "follow", help="run the profile materialiser as a process of its own (with materialise_in_worker=false)"
     )
+    follow.add_argument("--port", type=int, default=FOLLOW_PORT,
+                        help=f"port of its /metrics and /healthz (default {FOLLOW_PORT}; 0: none)")  # fmt: skip
     follow.set_defaults(run=run_follow)
 
 
@@ -74,16 +79,16 @@ async def rebuild(settings, *, clear: bool = False) -> tuple[int, int, int]:
     return written, refused, len(live)
 
 
-def run_follow(args: argparse.Namespace) -> int:  # noqa: ARG001 - the command has no options
+def run_follow(args: argparse.Namespace) -> int:
     """Follow the changelog into Redis until SIGTERM or SIGINT; segment names from ``segment-model``."""
     from app.settings import load_settings
 
     settings = load_settings()
-    asyncio.run(follow(settings))
+    asyncio.run(follow(settings, port=args.port))
     return 0
 
 
-async def follow(settings) -> None:
+async def follow(settings, port: int = FOLLOW_PORT) -> None:
     import signal
 
     from app import metrics
@@ -112,10 +117,35 @@ async def follow(settings) -> None:
         loop.add_signal_handler(sig, stop.set)
     await models.start()
     await materialiser.start()
-    print(f"segstream profiles follow: {settings.state_changelog} -> {settings.redis_url}", flush=True)
+    server = await _serve_metrics(settings.web_host, port) if port else None
+    where = f", metrics on http://{settings.web_host}:{port}/metrics" if port else ""
+    print(f"segstream profiles follow: {settings.state_changelog} -> {settings.redis_url}{where}", flush=True)
     try:
         await stop.wait()
     finally:
+        if server is not None:
+            await server.cleanup()
         await materialiser.stop()
         await models.stop()
         await store.close()
+
+
+async def _serve_metrics(host: str, port: int):
+    """``GET /metrics`` and ``GET /healthz`` for the follower; no profile is served here, so no token."""
+    from aiohttp import web
+
+    from app import metrics
+
+    async def scrape(request: web.Request) -> web.Response:  # noqa: ARG001 - aiohttp handler signature
+        return web.Response(body=metrics.scrape(), content_type=metrics.CONTENT_TYPE)
+
+    async def healthz(request: web.Request) -> web.Response:  # noqa: ARG001
+        return web.json_response({"status": "ok"})
+
+    app = web.Application()
+    app.router.add_get("/metrics", scrape)
+    app.router.add_get("/healthz", healthz)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, host, port).start()
+    return runner
