@@ -328,6 +328,9 @@ async def _forget_partitions(app, revoked, **kwargs) -> None:  # noqa: ARG001 - 
 
 @app.on_partitions_assigned.connect
 async def _index_new_partitions(app, assigned, **kwargs) -> None:  # noqa: ARG001
-    # A partition that stays silent from now on counts as idle in time, once a fetch confirms it.
-    quiet.assigned([tp.partition for tp in assigned if tp.topic == clicks.get_topic_name()], time.time())
+    partitions = [tp.partition for tp in assigned if tp.topic == clicks.get_topic_name()]
+    # No deadline fires on the other partitions' event time before a new one has delivered ...
+    engine.watermark.hold(partitions)
+    # ... and one that stays silent from now on counts as idle in time, once a fetch confirms it.
+    quiet.assigned(partitions, time.time())
 

@@ -5,7 +5,10 @@ Each partition's progress is the largest event time it has delivered; the stream
 is only as far as its slowest partition, so the watermark is the smallest of
 those, less the allowed lateness. A worker reading four partitions unevenly
 then fires a deadline no earlier than a single ordered file (``replay``) would.
-A partition the worker declares idle stops holding the watermark back.
+A partition the worker declares idle stops holding the watermark back. A partition
+newly assigned holds it back from the start, until it delivers or is declared idle:
+otherwise the partitions read first would fire deadlines of users whose later events
+(a purchase that saves the cart) the new one has not delivered yet.
 
 >>> wm = Watermark(allowed_lateness_s=600)
 >>> wm.observe(1_000.0, partition=0)
@@ -19,6 +22,12 @@ A partition the worker declares idle stops holding the watermark back.
 4400.0
 >>> wm.is_late(4_000.0)
 True
+>>> wm.hold([2])                              # assigned in a rebalance, nothing delivered yet
+>>> wm.current
+-inf
+>>> wm.observe(4_800.0, partition=2)
+>>> wm.current
+4200.0
 """
 
 from __future__ import annotations
@@ -56,6 +65,11 @@ class Watermark:
         if ts > self._progress.get(partition, -math.inf):
             self._progress[partition] = ts
         self._idle.discard(partition)
+
+    def hold(self, partitions: Iterable[int]) -> None:
+        """Partitions this worker now reads: each holds the watermark until it delivers (or goes idle)."""
+        for partition in partitions:
+            self._progress.setdefault(partition, -math.inf)
 
     def set_idle(self, partitions: Iterable[int]) -> None:
         """Partitions that have delivered nothing for a while; they stop holding the watermark."""
