@@ -36,6 +36,10 @@ def create_app(config: Settings) -> faust.App:
         # model-samples topic behind the clicks partitions; 256 KiB does neither.
         consumer_max_fetch_size=256 * 1024,
         table_cleanup_interval=3600.0,
+        # The consumer runs in a thread of its own (Faust's ConsumerThread), so its heartbeats
+        # go on while a batch or a fit holds the event loop; a third of the session, as Kafka advises.
+        broker_session_timeout=config.group_session_timeout_s,
+        broker_heartbeat_interval=min(3.0, config.group_session_timeout_s / 3),
         web_enabled=True,
         autodiscover=False,
         # Faust's recovery resumes the clicks before seeking them, and after a restart the

@@ -74,6 +74,9 @@ class Settings:
     idle_after_s: float = 30.0  # no click, and none unread on the broker, this long: the watermark advances
     start_timeout_s: float = 60.0  # at start: how long the worker waits for the broker and its topics
     shutdown_timeout_s: float = 30.0  # after SIGTERM/SIGINT the worker exits within this (app/shutdown.py)
+    # A worker that dies without leaving its consumer group (SIGKILL, a lost host) holds its
+    # partitions this long, and its replacement waits that long to be ready (Faust's 60 s).
+    group_session_timeout_s: float = 10.0
     # Topics that hold copies of user data for a while (dead letters, retries, learner
     # samples) keep it at most this long, so that they forget erased users too.
     user_data_retention_s: float = 7 * 86_400.0
@@ -128,6 +131,8 @@ _RANGES: dict[str, tuple[Any, str]] = {
     "user_data_retention_s": (_positive, "greater than 0"),
     "start_timeout_s": (_positive, "greater than 0"),
     "shutdown_timeout_s": (_positive, "greater than 0"),
+    # The broker's group.min.session.timeout.ms and group.max.session.timeout.ms (defaults).
+    "group_session_timeout_s": (lambda v: 6 <= v <= 1_800, "6 to 1800 (the broker's limits)"),
 }
 _LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 
