@@ -2,7 +2,7 @@
 
 ``python -m tests.faults.kill_loop --kills 10`` (needs ``scripts/services start``; two
 minutes or more a kill: a restarted worker waits out the dead member's session in the
-group, then recovers the whole changelog into its memory store).
+group, ``group_session_timeout_s``, then recovers the whole changelog into its memory store).
 
 A producer sends the simulated stream at a steady rate the whole time. Each cycle
 kills the worker with SIGKILL a few seconds into its run, starts a new one with the
