@@ -19,7 +19,6 @@ user, a repeated request) still clears Redis and the learner.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Sequence
@@ -78,9 +77,7 @@ async def _erase_batch(batch: Sequence[EventT]) -> None:
         # The state goes only once its exits and notices are delivered. A worker killed or
         # refused before then is handed the request again, and the state is still there to
         # say which segments to exit: exits sent and then deleted with it were lost for good.
-        await app.producer.flush()
-        await asyncio.sleep(0)  # the delivery callbacks of the flushed batches run first
-        if not guard.may_commit():
+        if not await guard.delivered_after(app.producer.flush):
             return  # the worker stops (app/delivery.py); nothing of this batch is committed
         await user_states.erase({user: users[user][0] for user in result.erased})
         observe_outputs(result.changes, [])

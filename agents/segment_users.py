@@ -233,7 +233,7 @@ async def confirm_outputs() -> None:
     """Outputs the broker has confirmed leave their users' states (app/outbox.py)."""
     if not len(outbox) or not tables_ready():
         return
-    await outbox.confirm(app.producer.flush, guard.may_commit)
+    await outbox.confirm(lambda: guard.delivered_after(app.producer.flush))
     async with deciding:
         owned, released = owned_partitions(), {}
         for user_id in outbox.confirmed_users():

@@ -38,7 +38,7 @@ import asyncio
 import logging
 import os
 import signal
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -95,6 +95,12 @@ class DeliveryGuard:
         self._pending = still_pending
         if self.failure is not None:
             raise self.failure
+
+    async def delivered_after(self, flush: Callable[[], Awaitable[Any]]) -> bool:
+        """Flush the producer; then whether every output sent so far was delivered (False once any failed)."""
+        await flush()
+        await asyncio.sleep(0)  # the delivery callbacks of the flushed batches run first
+        return self.may_commit()
 
     def may_commit(self) -> bool:
         """False once any output has failed; the deliveries are looked at first."""

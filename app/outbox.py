@@ -26,14 +26,14 @@ An output is a dict that orjson writes, reads and writes again to the same bytes
 [('trigger', 2, b'u1', b'{"event_id":"u1:hot_lead:1","user_id":"u1"}')]
 >>> state.outbox, outbox.confirmed_users()
 ([['trigger', {'event_id': 'u1:hot_lead:1', 'user_id': 'u1'}]], [])
->>> asyncio.run(outbox.confirm(flush=lambda: asyncio.sleep(0), delivered=lambda: True))  # began at 5.0
+>>> import asyncio
+>>> asyncio.run(outbox.confirm(flushed=lambda: asyncio.sleep(0, result=True)))  # began at 5.0
 >>> outbox.confirmed_users()
 ['u1']
 """
 
 from __future__ import annotations
 
-import asyncio
 import math
 import time
 from collections.abc import Awaitable, Callable, Collection, Iterable
@@ -82,12 +82,11 @@ class Outbox:
         self._held[output["user_id"]] = (now, partition)
         return kind, partition, output["user_id"].encode(), orjson.dumps(output)
 
-    async def confirm(self, flush: Callable[[], Awaitable[Any]], delivered: Callable[[], bool]) -> None:
-        """Flush the producer; if every delivery succeeded, what was sent before the flush is confirmed."""
+    async def confirm(self, flushed: Callable[[], Awaitable[bool]]) -> None:
+        """``flushed()`` flushes the producer and says whether every delivery succeeded
+        (``DeliveryGuard.delivered_after``); if so, what was sent before it began is confirmed."""
         started = self._clock()
-        await flush()
-        await asyncio.sleep(0)  # the delivery callbacks of the flushed batches run first
-        if delivered():
+        if await flushed():
             self.confirmed_at = max(self.confirmed_at, started)
 
     def confirmed_users(self) -> list[str]:

@@ -51,3 +51,16 @@ async def test_a_cancellation_is_not_a_failure():
     with pytest.raises(asyncio.CancelledError):
         await guard.run(stopping(), "the clicks agent")
     assert guard.may_commit()
+
+
+async def test_delivered_after_a_flush_sees_the_failures_the_flush_reported():
+    """The erasure agent and the outbox both ask this before they let go of an output's source."""
+    guard = DeliveryGuard(stop=lambda: None)
+    sent = asyncio.get_running_loop().create_future()
+    guard.track(sent)
+
+    async def flush() -> None:
+        sent.set_exception(RuntimeError("MessageSizeTooLargeError"))  # the broker refuses during the flush
+
+    assert await DeliveryGuard(stop=lambda: None).delivered_after(lambda: asyncio.sleep(0)) is True
+    assert await guard.delivered_after(flush) is False

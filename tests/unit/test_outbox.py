@@ -45,16 +45,17 @@ def test_only_outputs_held_before_a_successful_flush_are_confirmed():
     early, late = UserState(applied=(0, 1)), UserState(applied=(0, 2))
     outbox.hold({"early": early}, [("trigger", _trigger("early", 1))])
 
-    async def flush_while_another_output_is_held() -> None:
+    async def flush_while_another_output_is_held() -> bool:
         clock.now = 2.0
         outbox.hold({"late": late}, [("trigger", _trigger("late", 1))])  # sent during the flush
+        return True  # every delivery succeeded
 
     clock.now = 1.0
-    asyncio.run(outbox.confirm(flush_while_another_output_is_held, delivered=lambda: True))
+    asyncio.run(outbox.confirm(flush_while_another_output_is_held))
     assert outbox.confirmed_users() == ["early"] and len(outbox) == 1
 
     clock.now = 3.0
-    asyncio.run(outbox.confirm(lambda: asyncio.sleep(0), delivered=lambda: False))  # a delivery failed
+    asyncio.run(outbox.confirm(lambda: asyncio.sleep(0, result=False)))  # a delivery failed
     assert outbox.confirmed_users() == [] and len(outbox) == 1
 
 
