@@ -13,6 +13,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from tests.kafka_harness import BOOTSTRAP, SEGSTREAM, Worker, committed, produce, read_all, wait_until_consumed
+from tests.polling import poll
 
 pytestmark = pytest.mark.integration
 
@@ -115,10 +116,7 @@ def test_an_erasure_whose_exits_are_refused_is_carried_out_after_the_restart(tmp
 
 
 def _await(condition, what: str, worker: Worker, timeout: float = 90.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"{what}:\n{worker.log_tail()}"
-        time.sleep(0.5)
+    poll(condition, what, timeout, every=0.5, detail=worker.log_tail)
 
 
 def _changes(worker: Worker, change: str) -> set[str]:

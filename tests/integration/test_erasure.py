@@ -14,6 +14,7 @@ import pytest
 import redis
 
 from tests.kafka_harness import SEGSTREAM, Worker, produce, read_all, wait_until_consumed
+from tests.polling import poll
 
 pytestmark = pytest.mark.integration
 
@@ -34,10 +35,7 @@ def _status(worker: Worker, user: str) -> int:
 
 
 def _wait(condition, what: str, worker: Worker, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"{what}\n{worker.log_tail()}"
-        time.sleep(0.5)
+    poll(condition, what, timeout, every=0.5, detail=worker.log_tail)
 
 
 def _redis_keys_of(client: redis.Redis, prefix: str, user: str) -> list[str]:

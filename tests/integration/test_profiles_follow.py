@@ -13,6 +13,7 @@ import pytest
 import redis
 
 from tests.kafka_harness import SEGSTREAM, Worker, free_port, produce, wait_until_consumed
+from tests.polling import poll
 from tests.scrape import sample
 
 pytestmark = pytest.mark.integration
@@ -48,10 +49,7 @@ def _clicks(kind: str, ts: float) -> list[tuple[bytes, bytes]]:
 
 
 def _wait(condition, what: str, log_path, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"{what}:\n{log_path.read_text(errors='replace')[-4000:]}"
-        time.sleep(0.5)
+    poll(condition, what, timeout, every=0.5, detail=lambda: log_path.read_text(errors="replace")[-4000:])
 
 
 def test_a_follower_writes_every_profile_serves_its_metrics_and_catches_up_after_a_kill(tmp_path):
