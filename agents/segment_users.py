@@ -294,6 +294,9 @@ async def advance_idle_watermark() -> None:
 
 async def _advance_idle(now: float) -> None:
     _hear_from_broker()
+    if released := engine.watermark.caught_up(quiet.caught_up(now)):
+        log.info("click partitions %s have had nothing unread since their assignment: "
+                 "they stop holding the watermark", released)  # fmt: skip
     engine.watermark.set_idle(quiet.idle(now))
     complete_until = quiet.complete_until(now)
     if complete_until is not None:
@@ -329,7 +332,8 @@ async def _forget_partitions(app, revoked, **kwargs) -> None:  # noqa: ARG001 - 
 @app.on_partitions_assigned.connect
 async def _index_new_partitions(app, assigned, **kwargs) -> None:  # noqa: ARG001
     partitions = [tp.partition for tp in assigned if tp.topic == clicks.get_topic_name()]
-    # No deadline fires on the other partitions' event time before a new one has delivered ...
+    # No deadline fires on the other partitions' event time before a new one has delivered,
+    # or the broker has confirmed it has nothing to deliver (read to its end before) ...
     engine.watermark.hold(partitions)
     # ... and one that stays silent from now on counts as idle in time, once a fetch confirms it.
     quiet.assigned(partitions, time.time())

@@ -25,6 +25,8 @@ confirmations, less ``idle_after_s``.
 >>> fetch_each_second(1000, 1041, {0: 11, 1: 0})
 >>> sorted(quiet.idle(now=1041.0))
 [0, 1]
+>>> sorted(quiet.caught_up(now=1041.0))        # nothing unread, on a fetch 1 s old
+[0, 1]
 >>> quiet.complete_until(now=1041.0)         # the oldest latest confirmation, 30 s back
 1010.0
 >>> quiet.complete_until(now=1060.0) is None  # no fetch for 20 s: the broker may be down
@@ -94,6 +96,14 @@ class QuietPartitions:
         if previous is None or at - previous > self.fresh_fetch_s or partition not in self._caught_up_since:
             self._caught_up_since[partition] = at  # a new run, after a gap or unread clicks
         self._caught_up_at[partition] = max(at, previous or at)
+
+    def caught_up(self, now: float) -> set[int]:
+        """Partitions whose latest fetch, recent enough to trust, found nothing unread."""
+        return {
+            partition
+            for partition in self._caught_up_since
+            if now - self._caught_up_at[partition] <= self.fresh_fetch_s
+        }
 
     def idle(self, now: float) -> set[int]:
         """Partitions with no click, and nothing unread as fetches confirm without a break, for ``idle_after_s``."""

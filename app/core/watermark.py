@@ -6,9 +6,11 @@ is only as far as its slowest partition, so the watermark is the smallest of
 those, less the allowed lateness. A worker reading four partitions unevenly
 then fires a deadline no earlier than a single ordered file (``replay``) would.
 A partition the worker declares idle stops holding the watermark back. A partition
-newly assigned holds it back from the start, until it delivers or is declared idle:
-otherwise the partitions read first would fire deadlines of users whose later events
-(a purchase that saves the cart) the new one has not delivered yet.
+newly assigned holds it back from the start, until it delivers, is declared idle, or
+is confirmed to have nothing unread: otherwise the partitions read first would fire
+deadlines of users whose later events (a purchase that saves the cart) the new one has
+not delivered yet. One that was read to its end before the rebalance delivers nothing
+more, and would hold the watermark for good without that confirmation.
 
 >>> wm = Watermark(allowed_lateness_s=600)
 >>> wm.observe(1_000.0, partition=0)
@@ -26,6 +28,11 @@ True
 >>> wm.current
 -inf
 >>> wm.observe(4_800.0, partition=2)
+>>> wm.current
+4200.0
+>>> wm.hold([3])                              # assigned, and already read to its end
+>>> wm.caught_up([1, 3])                      # the broker: nothing unread on 1 and 3
+[3]
 >>> wm.current
 4200.0
 """
@@ -70,6 +77,14 @@ class Watermark:
         """Partitions this worker now reads: each holds the watermark until it delivers (or goes idle)."""
         for partition in partitions:
             self._progress.setdefault(partition, -math.inf)
+
+    def caught_up(self, partitions: Iterable[int]) -> list[int]:
+        """Partitions with nothing unread, on the broker's word. Those still held since their
+        assignment have nothing to deliver and stop holding; returns them."""
+        released = [partition for partition in partitions if self._progress.get(partition) == -math.inf]
+        for partition in released:
+            del self._progress[partition]
+        return released
 
     def set_idle(self, partitions: Iterable[int]) -> None:
         """Partitions that have delivered nothing for a while; they stop holding the watermark."""
