@@ -17,7 +17,7 @@ from agents.engine import engine, segment_sizes
 from agents.learn_segments import model_feed
 from app import metrics
 from app.cancel_safe import batches, finish_before_cancel
-from app.consumer import fetch_reports
+from app.consumer import committed_offsets, fetch_reports
 from app.core.confine import process_confined
 from app.core.deadletter import dead_letter
 from app.core.events import ClickEvent, Reject, decode_message
@@ -27,6 +27,7 @@ from app.delivery import guard
 from app.main import app, settings
 from app.model_feed import CURRENT
 from app.outbox import Outbox
+from app.recovery import BEFORE_RESUME
 from app.record_batches import BatchSender
 from app.topics import clicks, clicks_dlq, erased_users, model_samples, segment_changes, triggers
 from tables.codecs import decode_model, encode_state
@@ -38,7 +39,9 @@ change_sender = BatchSender(on_sent=metrics.count_sent)
 trigger_sender = BatchSender(on_sent=metrics.count_sent)
 erasure_sender = BatchSender(on_sent=metrics.count_sent)
 quiet = QuietPartitions(settings.idle_after_s)  # which click partitions the broker says are quiet (idle advance)
-outbox = Outbox()  # users whose states hold outputs the broker has yet to confirm
+# Which outputs held in states a commit has proven delivered. Those left unproven three
+# commit intervals after the broker confirmed them are written out of their states.
+outbox = Outbox(grace_s=3 * app.conf.broker_commit_interval)
 for _trigger in settings.engine.rules.triggers.names():  # every trigger's series exists from the start
     metrics.triggers.labels(_trigger)
 
@@ -202,14 +205,17 @@ async def _publish(result, encoded: dict[str, bytes] | None = None) -> None:
 
     ``encoded``: states already encoded (process_confined's), written as they are. The
     outputs go into their users' states first (app/outbox.py): a state on the changelog
-    brings its unconfirmed outputs with it.
+    brings with it the outputs no commit has proven delivered yet.
     """
     touched = result.touched
+    outbox.committed(_committed_clicks())
     records = outbox.hold(touched, [*(("change", c) for c in result.changes),
                                     *(("trigger", t) for t in result.triggers),
-                                    *(("erasure", n) for n in result.erasures)])  # fmt: skip
+                                    *(("erasure", n) for n in result.erasures)],
+                          next_offsets=quiet.next_offsets)  # fmt: skip
     if encoded and records:  # these states now hold more than what was encoded
-        encoded = {user: raw for user, raw in encoded.items() if touched[user].outbox is None}
+        holding = {key.decode() for _, _, key, _ in records}
+        encoded = {user: raw for user, raw in encoded.items() if user not in holding}
     metrics.state_bytes.inc(await user_states.write(touched, encoded, withdrawn=result.withdrawn))
     await send_outputs(records)
     if result.withdrawn:  # ... and so does the learner's sample of them
@@ -229,20 +235,27 @@ async def send_outputs(records: list[tuple[str, int, bytes, bytes]]) -> None:
 
 
 @app.timer(interval=1.0)
-async def confirm_outputs() -> None:
-    """Outputs the broker has confirmed leave their users' states (app/outbox.py)."""
-    if not len(outbox) or not tables_ready():
+async def settle_outputs() -> None:
+    """Delivered outputs that no commit is about to prove leave their users' states (app/outbox.py)."""
+    if not tables_ready():
         return
     await outbox.confirm(lambda: guard.delivered_after(app.producer.flush))
     async with deciding:
-        owned, released = owned_partitions(), {}
-        for user_id in outbox.confirmed_users():
+        outbox.committed(_committed_clicks())
+        owned, settled = owned_partitions(), {}
+        for user_id in outbox.to_settle(quiet.next_offsets):
             state = user_states.get(user_id)
-            if state is not None and state.outbox and state.applied[0] in owned:
+            if state is not None and state.applied[0] in owned and not outbox.settled(state.applied[0], state.outbox):
                 state.outbox = None
-                released[user_id] = state
-        if released:
-            metrics.state_bytes.inc(await user_states.write(released))
+                settled[user_id] = state
+        if settled:
+            metrics.state_bytes.inc(await user_states.write(settled))
+
+
+def _committed_clicks() -> dict[int, int]:
+    """Committed offsets of the click partitions, by partition number."""
+    topic = clicks.get_topic_name()
+    return {tp.partition: offset for tp, offset in committed_offsets.items() if tp.topic == topic}
 
 
 def observe_outputs(changes: list[dict], triggers: list[dict]) -> None:
@@ -265,7 +278,7 @@ async def _reindex() -> None:
     engine.deadlines.clear()
     segment_sizes.clear()
     owned = owned_partitions()
-    held: list[tuple[int, list]] = []  # (partition, [kind, output]) still in the recovered states
+    held: list[tuple[int, list]] = []  # (partition, [kind, output, mark]) in the recovered states
 
     def on_record(record: list) -> None:
         segment_sizes.count(record)
@@ -275,10 +288,30 @@ async def _reindex() -> None:
     scheduled = user_states.reindex(engine.deadlines, settings.engine.rules.triggers, owned, on_record)
     if engine.segmenter.clustered:  # users new to this worker may not have been re-decided under the newest fit
         engine.sweep.start(user_states.user_ids())
-    # Outputs whose states reached the changelog may not have reached their topics: send them again.
-    await send_outputs(outbox.recovered(held))
-    log.info("reindexed %d partitions: %d users with a pending trigger, %d unconfirmed outputs sent again",
+    _held_at_recovery[:] = held  # sent again once the committed offsets are known (below)
+    log.info("reindexed %d partitions: %d users with a pending trigger, %d outputs held in states",
              len(owned), scheduled, len(held))  # fmt: skip
+
+
+_held_at_recovery: list[tuple[int, list]] = []  # (partition, outbox entry) of the latest reindex
+
+
+async def _send_unproven_outputs(committed_at: dict, resumed_at: dict) -> None:
+    """Outputs whose states reached the changelog may not have reached their topics: those that
+    no committed offset proves delivered are sent again, before the clicks resume."""
+    topic = clicks.get_topic_name()
+    resent = outbox.recovered(
+        _held_at_recovery,
+        committed={tp.partition: offset for tp, offset in committed_at.items() if tp.topic == topic},
+        reading_from={tp.partition: offset for tp, offset in resumed_at.items() if tp.topic == topic},
+    )  # fmt: skip
+    await send_outputs(resent)
+    if _held_at_recovery:
+        log.info("%d of %d outputs held in states sent again", len(resent), len(_held_at_recovery))
+    _held_at_recovery.clear()
+
+
+BEFORE_RESUME.append(_send_unproven_outputs)
 
 
 @app.timer(interval=1.0)
@@ -324,6 +357,8 @@ async def _forget_partitions(app, revoked, **kwargs) -> None:  # noqa: ARG001 - 
     engine.watermark.forget(gone)
     quiet.forget(gone)  # not a changelog's or model-samples' partition of the same number
     outbox.forget(gone)
+    for tp in revoked:
+        committed_offsets.pop(tp, None)
     # Nothing of the revoked users may fire or be counted here until the reindex after recovery.
     engine.deadlines.clear()
     segment_sizes.clear()

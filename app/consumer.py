@@ -1,5 +1,5 @@
 """Faust's Kafka consumer, fetching only for the partitions that are active when a fetch is asked for,
-and committing nothing past a failed output (app/delivery.py).
+committing nothing past a failed output (app/delivery.py), and recording what it committed.
 
 Faust hands its *live* set of active partitions to the consumer thread, which then
 waits up to a second in aiokafka's ``Fetcher.fetched_records(partitions)``. When
@@ -31,6 +31,12 @@ from faust.types import TP
 from app.delivery import guard
 
 
+# Offsets the broker has taken from this worker's commits, for the partitions it still
+# reads (the agent drops revoked ones). Faust's own record of them (``_committed_offset``)
+# is updated for a refused commit too; app/outbox.py needs proof.
+committed_offsets: dict[TP, int] = {}
+
+
 class SnapshotFetchConsumer(aiokafka_driver.Consumer):
     """Fetches for a snapshot of the active partitions; commits nothing once an output failed."""
 
@@ -43,7 +49,11 @@ class SnapshotFetchConsumer(aiokafka_driver.Consumer):
         if not guard.may_commit():
             self.log.warning("not committing %d offsets: an output failed, the worker is stopping", len(offsets))
             return False
-        return await super()._commit(offsets)
+        if not await super()._commit(offsets):
+            return False
+        assigned = self.assignment()  # the thread leaves out partitions a rebalance took meanwhile
+        committed_offsets.update((tp, offset) for tp, offset in offsets.items() if tp in assigned)
+        return True
 
     async def _getmany(self, active_partitions: Optional[Set[TP]], timeout: float):
         if active_partitions is None:  # a client-only app: every partition

@@ -1,4 +1,4 @@
-"""The outbox: a batch's outputs stay in its users' states until the broker has confirmed them.
+"""The outbox: a batch's outputs stay in its users' states until they are proven delivered.
 
 A batch writes each touched user's state to the changelog, then sends the segment
 changes, triggers and erasure notices it caused. Kafka makes neither atomic with the other: a worker
@@ -9,94 +9,155 @@ of two workers killed under load lost 29 triggers that way
 way after the restart.
 
 So each output also goes into its user's state (``UserState.outbox``), in the same
-changelog record, which lands whole or not at all:
+changelog record, which lands whole or not at all, with a *mark*: an offset of the
+user's clicks partition. Faust flushes the producer before every commit, and the
+worker's consumer refuses a commit once any delivery failed (app/delivery.py), so a
+committed offset at or past the mark proves the output delivered:
 
-- **confirm**: every second the producer is flushed; when it has delivered all that
-  was sent before the flush began, and no delivery failed, those outputs are
-  confirmed, and their users' states are written again without them;
-- **recover**: after a restart or a rebalance, each state of the partitions a worker
-  now owns that still holds outputs sends them again: the same ids and the same
-  bytes, so a sink that deduplicates by ``event_id`` sees each output once.
+- **mark**: one past the next offset to read when the output is held. The message
+  at that next offset is read, and acked, only after the send; the commit that
+  covers it flushes the send first;
+- **recover**: after a restart or a rebalance, each held output of the partitions
+  a worker now owns whose mark the committed offset (where reading resumes) has not
+  reached is sent again: the same ids and the same bytes, so a sink that
+  deduplicates by ``event_id`` sees each output once;
+- **prune**: outputs proven delivered leave the state the next time the user holds
+  new ones. Under load a commit proves them within a commit interval, and the state is
+  not written again only to drop them: the changelog carries one record per state
+  write, not two;
+- **settle**: a commit cannot prove what was held after the last message read was
+  committed, such as a trigger the idle advance fired on a quiet partition: no commit
+  passes its mark until the next click. Once the broker has confirmed every output
+  sent before a flush (app/delivery.py), the users whose outputs no commit has proven
+  by then, on a partition with every read offset committed or ``grace_s`` after they
+  were held, are written again without them, so a restart does not send them twice.
 
 An output is a dict that orjson writes, reads and writes again to the same bytes.
 
 >>> from app.core.state import UserState
->>> outbox, state = Outbox(clock=iter([1.0, 5.0]).__next__), UserState(applied=(2, 40))
->>> outbox.hold({"u1": state}, [("trigger", {"event_id": "u1:hot_lead:1", "user_id": "u1"})])
+>>> outbox, state = Outbox(), UserState(applied=(2, 40))
+>>> outbox.hold({"u1": state}, [("trigger", {"event_id": "u1:hot_lead:1", "user_id": "u1"})], next_offsets={2: 41})
 [('trigger', 2, b'u1', b'{"event_id":"u1:hot_lead:1","user_id":"u1"}')]
->>> state.outbox, outbox.confirmed_users()
-([['trigger', {'event_id': 'u1:hot_lead:1', 'user_id': 'u1'}]], [])
->>> import asyncio
->>> asyncio.run(outbox.confirm(flushed=lambda: asyncio.sleep(0, result=True)))  # began at 5.0
->>> outbox.confirmed_users()
-['u1']
+>>> state.outbox
+[['trigger', {'event_id': 'u1:hot_lead:1', 'user_id': 'u1'}, 42]]
+>>> held = [(2, entry) for entry in state.outbox]
+>>> len(outbox.recovered(held, committed={2: 41}, reading_from={2: 41}))  # not proven: sent again
+1
+>>> outbox.recovered(held, committed={2: 42}, reading_from={2: 42})       # proven delivered
+[]
 """
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Awaitable, Callable, Collection, Iterable
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping
 from typing import Any
 
 import orjson
 
 from app.core.state import UserState
 
+Record = tuple[str, int, bytes, bytes]  # (kind, partition, key, value) for send_outputs
+
 
 class Outbox:
-    """Which users hold unconfirmed outputs in their states, and since when.
+    """The committed offsets that prove held outputs delivered, per clicks partition.
 
     An output's kind names its topic: ``change`` (segment-changes), ``trigger``
-    (triggers) or ``erasure`` (erased-users).
+    (triggers) or ``erasure`` (erased-users). An entry of ``UserState.outbox`` is
+    ``[kind, output, mark]``; entries written before marks (schema 7) have none.
     """
 
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
-        self._clock = clock
-        self._held: dict[str, tuple[float, int]] = {}  # user -> (newest output held at, partition)
+    def __init__(self, grace_s: float = 10.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self.grace_s, self._clock = grace_s, clock
+        self._committed: dict[int, int] = {}  # partition -> an offset known committed (a lower bound)
+        self._resumed: dict[int, int] = {}  # partition -> where reading resumed at the latest recovery
+        self._held: dict[int, dict[str, float]] = {}  # partition -> user -> newest output held at, oldest first
         self.confirmed_at = -math.inf  # everything sent before this time was delivered
 
-    def __len__(self) -> int:
-        return len(self._held)
-
     def hold(
-        self, touched: dict[str, UserState], outputs: Iterable[tuple[str, dict[str, Any]]]
-    ) -> list[tuple[str, int, bytes, bytes]]:
-        """Put each (kind, output) into its user's state; returns (kind, partition, key, value) to send."""
-        now, records = self._clock(), []
+        self, touched: dict[str, UserState], outputs: Iterable[tuple[str, dict[str, Any]]],
+        next_offsets: Mapping[int, int],
+    ) -> list[Record]:  # fmt: skip
+        """Put each (kind, output) into its user's state, marked one past its partition's next offset
+        to read (``next_offsets``); drops the entries already proven. Returns the records to send."""
+        records, pruned, now = [], set(), self._clock()
         for kind, output in outputs:
             state = touched[output["user_id"]]
-            if state.outbox is None:
-                state.outbox = []
-            state.outbox.append([kind, output])
-            records.append(self._record(now, state.applied[0], kind, output))
+            partition = state.applied[0]
+            if id(state) not in pruned:
+                pruned.add(id(state))
+                state.outbox = [entry for entry in state.outbox or () if not self._proven(partition, entry)]
+            next_offset = next_offsets.get(partition)
+            state.outbox.append([kind, output, None if next_offset is None else next_offset + 1])
+            records.append(self._register(now, partition, kind, output))
         return records
 
-    def recovered(self, held: Iterable[list]) -> list[tuple[str, int, bytes, bytes]]:
-        """The outputs held in recovered states (``[kind, output]`` with the state's partition), to send again."""
+    def recovered(
+        self, held: Iterable[tuple[int, list]], committed: Mapping[int, int], reading_from: Mapping[int, int],
+    ) -> list[Record]:  # fmt: skip
+        """Held entries of recovered states, (partition, entry), whose marks the ``committed`` offsets
+        have not reached: the records to send again, before reading resumes at ``reading_from``."""
+        self.committed(committed)
+        self._resumed.update(reading_from)
         now = self._clock()
-        return [self._record(now, partition, kind, output) for partition, (kind, output) in held]
+        return [self._register(now, partition, entry[0], entry[1])
+                for partition, entry in held if not self._proven(partition, entry)]  # fmt: skip
 
-    def _record(self, now: float, partition: int, kind: str, output: dict[str, Any]) -> tuple[str, int, bytes, bytes]:
-        """Register ``output`` as held since ``now``; the (kind, partition, key, value) record that sends it."""
-        self._held[output["user_id"]] = (now, partition)
-        return kind, partition, output["user_id"].encode(), orjson.dumps(output)
+    def committed(self, offsets: Mapping[int, int]) -> None:
+        """Offsets of clicks partitions that a commit has taken (or where reading resumed)."""
+        for partition, offset in offsets.items():
+            if offset > self._committed.get(partition, -1):
+                self._committed[partition] = offset
 
-    async def confirm(self, flushed: Callable[[], Awaitable[bool]]) -> None:
-        """``flushed()`` flushes the producer and says whether every delivery succeeded
-        (``DeliveryGuard.delivered_after``); if so, what was sent before it began is confirmed."""
+    async def confirm(self, delivered_after: Callable[[], Awaitable[bool]]) -> None:
+        """``delivered_after`` flushes the producer and says whether every delivery succeeded
+        (DeliveryGuard.delivered_after); if so, what was sent before the flush is confirmed."""
         started = self._clock()
-        if await flushed():
+        if await delivered_after():
             self.confirmed_at = max(self.confirmed_at, started)
 
-    def confirmed_users(self) -> list[str]:
-        """Users all of whose held outputs are confirmed; they leave the register (their states still say so)."""
-        done = [user for user, (at, _) in self._held.items() if at < self.confirmed_at]
-        for user in done:
-            del self._held[user]
-        return done
+    def to_settle(self, next_offsets: Mapping[int, int]) -> list[str]:
+        """Users whose held outputs are all confirmed and whom no commit is about to prove: those on
+        a partition whose every read offset (``next_offsets``) is committed, and those held more than
+        ``grace_s`` before the confirmation. They leave the register; see :meth:`settled`."""
+        users: list[str] = []
+        for partition, held in self._held.items():
+            caught_up = self._committed.get(partition, -1) >= next_offsets.get(partition, math.inf)
+            before = self.confirmed_at if caught_up else self.confirmed_at - self.grace_s
+            due = []
+            for user, at in held.items():  # oldest first
+                if at >= before:
+                    break
+                due.append(user)
+            for user in due:
+                del held[user]
+            users += due
+        return users
+
+    def settled(self, partition: int, entries: list | None) -> bool:
+        """Whether a commit has proven every one of a state's held outputs."""
+        return all(self._proven(partition, entry) for entry in entries or ())
 
     def forget(self, partitions: Collection[int]) -> None:
-        """Partitions this worker no longer owns: their next owner sends their outputs again."""
-        for user in [user for user, (_, partition) in self._held.items() if partition in partitions]:
-            del self._held[user]
+        """Partitions this worker no longer reads; their next owner proves their outputs."""
+        for partition in partitions:
+            self._committed.pop(partition, None)
+            self._resumed.pop(partition, None)
+            self._held.pop(partition, None)
+
+    def _register(self, now: float, partition: int, kind: str, output: dict[str, Any]) -> Record:
+        """Register ``output`` as held since ``now``; the record that sends it."""
+        held = self._held.setdefault(partition, {})
+        held.pop(output["user_id"], None)  # to the end: the register stays in order of time
+        held[output["user_id"]] = now
+        return kind, partition, output["user_id"].encode(), orjson.dumps(output)
+
+    def _proven(self, partition: int, entry: list) -> bool:
+        mark = entry[2] if len(entry) > 2 else None
+        if mark is None:  # no mark (schema 7, or no offset known): as if held when reading last resumed
+            resumed = self._resumed.get(partition)
+            mark = None if resumed is None else resumed + 1
+        return mark is not None and self._committed.get(partition, -1) >= mark
+

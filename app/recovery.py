@@ -32,13 +32,20 @@ log start, which is where ``consumer_auto_offset_reset = "earliest"`` reads from
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 
 from faust.tables import TableManager
 from faust.tables.recovery import Recovery
 
 
+# Called once the stream partitions are sought, before reading resumes, with the committed
+# offsets (of partitions ever committed) and the offsets reading resumes from.
+BEFORE_RESUME: list[Callable[[dict, dict], Awaitable[None]]] = []
+
+
 class SeekBeforeResumeRecovery(Recovery):
     resumed_at: dict = {}  # stream partition -> the offset its reading resumed from, at the latest recovery
+    committed_at: dict = {}  # stream partition -> its committed offset then (none if never committed)
 
     async def on_recovery_completed(self, generation_id: int = 0) -> None:
         """Faust's ``on_recovery_completed`` with the seek moved before the resume."""
@@ -61,6 +68,8 @@ class SeekBeforeResumeRecovery(Recovery):
         if assignment:
             self.log.info("Seek stream partitions to committed offsets.")
             await self._wait(self._seek_streams(streams), timeout=self.app.conf.broker_request_timeout)
+            for hook in BEFORE_RESUME:
+                await hook(self.committed_at, self.resumed_at)
         consumer.resume_partitions(streams)  # after the seek
         self.completed.set()
         self.app.flow_control.resume()
@@ -82,6 +91,7 @@ class SeekBeforeResumeRecovery(Recovery):
             await consumer.seek_wait({tp: starts[tp] for tp in never_committed})
         # Nothing before these offsets is left to process (app/core/quiet.py).
         self.resumed_at = {tp: starts[tp] if tp in starts else consumer._committed_offset[tp] for tp in streams}
+        self.committed_at = {tp: self.resumed_at[tp] for tp in streams if tp not in starts}
 
 
 class SeekBeforeResumeTableManager(TableManager):

@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
+from types import MappingProxyType
 
 # aiokafka long-polls a caught-up partition for at most fetch_max_wait_ms (1.5 s in
 # Faust), so a reachable broker confirms it at least that often; older than this, it
@@ -62,6 +63,11 @@ class QuietPartitions:
         self._last_click: dict[int, float] = {}
         self._caught_up_at: dict[int, float] = {}  # wall time of the latest fetch that saw nothing unread
         self._caught_up_since: dict[int, float] = {}  # start of the unbroken run of such fetches
+
+    @property
+    def next_offsets(self) -> Mapping[int, int]:
+        """Per partition, the next offset to process (read-only)."""
+        return MappingProxyType(self._next_offset)
 
     @property
     def partitions(self) -> set[int]:

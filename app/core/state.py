@@ -21,8 +21,8 @@ from app.core.signals import Signals
 # 2: window buckets as [index, count] pairs. 3: rule and trigger signals. 4: the last
 # interactions. 5: features for cadence, funnel, order values, local time and device mix
 # (UserFeatures.from_record tells the layouts apart). 6: withdrawn consent. 7: the outbox.
-# Older records still read.
-STATE_SCHEMA = 7
+# 8: outbox entries carry the offset whose commit proves them delivered. Older records still read.
+STATE_SCHEMA = 8
 
 
 class UserState:
@@ -35,10 +35,10 @@ class UserState:
     ``withdrawn``: the user sent ``consent: false``. Their state then holds nothing
     else (:meth:`withdrawal`) and their events are not profiled until ``consent: true``.
 
-    ``outbox``: the outputs this state caused that the broker has not confirmed yet, as
-    ``[kind, JSON]`` pairs (app/outbox.py). They travel in the same changelog record as
-    the state, so a state that survives a crash brings its outputs with it; None when
-    every output is confirmed.
+    ``outbox``: the latest outputs this state caused, as ``[kind, JSON, mark]``: a commit of
+    the user's partition at or past ``mark`` proves the output delivered (app/outbox.py).
+    They travel in the same changelog record as the state, so a state that survives a
+    crash brings its outputs with it; None if it never held any.
     """
 
     __slots__ = ("features", "membership", "applied", "signals", "interactions", "withdrawn", "outbox")
@@ -75,7 +75,7 @@ class UserState:
     @classmethod
     def from_record(cls, record: list[Any]) -> UserState:
         schema, features, membership, applied, *rest = record
-        if schema not in (1, 2, 3, 4, 5, 6, STATE_SCHEMA):
+        if schema not in (1, 2, 3, 4, 5, 6, 7, STATE_SCHEMA):
             raise ValueError(f"user state schema {schema} is newer than {STATE_SCHEMA}; upgrade segstream")
         return cls(
             UserFeatures.from_record(features),
