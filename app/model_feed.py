@@ -12,9 +12,11 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
-from mode import Service
+
+from app.kafka_follow import ConsumerService, bootstrap_servers, until_listed
 
 log = logging.getLogger(__name__)
 
@@ -22,21 +24,7 @@ CURRENT = b"current"
 LEARNER = b"learner"
 
 
-def bootstrap_servers(broker: str) -> str:
-    """``kafka://host:port;kafka://…`` (Faust's form) -> ``host:port,…`` (aiokafka's)."""
-    return ",".join(part.split("://", 1)[-1] for part in broker.replace(";", ",").split(","))
-
-
-async def until_listed(consumer: AIOKafkaConsumer, topic: str, service: Service) -> bool:
-    """Wait until the broker lists ``topic`` (the worker creates its topics at start); False if ``service`` stops."""
-    while not service.should_stop:
-        if topic in await consumer.topics():  # a fresh metadata request each time
-            return True
-        await asyncio.sleep(0.5)
-    return False
-
-
-class TopicFollower(Service):
+class TopicFollower(ConsumerService):
     """Every record of a one-partition topic, from its beginning, to ``on_record``; then new ones as they come."""
 
     def __init__(self, broker: str, topic: str, on_record: Callable[[ConsumerRecord], None], **kwargs) -> None:
@@ -45,21 +33,11 @@ class TopicFollower(Service):
         self.topic = topic
         self.on_record = on_record
         self.caught_up = asyncio.Event()
-        self._consumer: AIOKafkaConsumer | None = None
 
-    async def on_start(self) -> None:
-        self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=bootstrap_servers(self.broker), enable_auto_commit=False, group_id=None
-        )
-        await self._consumer.start()
-        self.add_future(self._follow())
+    def consumer_options(self) -> dict[str, Any]:
+        return {"bootstrap_servers": bootstrap_servers(self.broker), "enable_auto_commit": False, "group_id": None}
 
-    async def on_stop(self) -> None:
-        if self._consumer is not None:
-            await self._consumer.stop()
-
-    async def _follow(self) -> None:
-        consumer = self._consumer
+    async def follow(self, consumer: AIOKafkaConsumer) -> None:
         partition = TopicPartition(self.topic, 0)
         if not await until_listed(consumer, self.topic, self):
             return

@@ -40,13 +40,12 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import IllegalStateError, KafkaError
-from mode import Service
 
 from app.core.features import FeatureConfig
 from app.core.model import ModelSnapshot
 from app.core.profile import ProfileStore, build_profile
 from app.core.state import UserState
-from app.model_feed import bootstrap_servers, until_listed
+from app.kafka_follow import ConsumerService, bootstrap_servers, until_listed
 from tables.codecs import decode_state
 
 log = logging.getLogger(__name__)
@@ -77,7 +76,7 @@ def profile_updates(records: Iterable[tuple[bytes, bytes | None]]) -> ProfileUpd
     return updates
 
 
-class ProfileMaterialiser(Service):
+class ProfileMaterialiser(ConsumerService):
     """Follows the user-state changelog in a group of its own; commits a batch once the store has it."""
 
     def __init__(
@@ -91,24 +90,14 @@ class ProfileMaterialiser(Service):
         self.store, self.model, self.features = store, model, features
         self.max_records, self.max_backoff_s = max_records, max_backoff_s
         self._observe = observe  # (what, value): "written", "refused", "error", "seconds", "backlog"
-        self._consumer: AIOKafkaConsumer | None = None
         self._next: dict[Any, int] = {}  # partition -> the offset after the last record written
         self.batches = 0  # batches written
 
-    async def on_start(self) -> None:
-        self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.bootstrap, group_id=self.group, enable_auto_commit=False,
-            auto_offset_reset="earliest",  # a new group starts from the oldest state: every profile
-        )  # fmt: skip
-        await self._consumer.start()
-        self.add_future(self._follow())
+    def consumer_options(self) -> dict[str, Any]:
+        return {"bootstrap_servers": self.bootstrap, "group_id": self.group, "enable_auto_commit": False,
+                "auto_offset_reset": "earliest"}  # a new group starts from the oldest state: every profile
 
-    async def on_stop(self) -> None:
-        if self._consumer is not None:
-            await self._consumer.stop()
-
-    async def _follow(self) -> None:
-        consumer = self._consumer
+    async def follow(self, consumer: AIOKafkaConsumer) -> None:
         if not await until_listed(consumer, self.topic, self):  # Faust creates the changelog at start
             return
         consumer.subscribe([self.topic])

@@ -15,7 +15,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError
 
 from app.main import app, settings
-from app.model_feed import bootstrap_servers
+from app.kafka_follow import bootstrap_servers
 
 log = logging.getLogger(__name__)
 
