@@ -23,6 +23,7 @@ from app.core.deadletter import dead_letter
 from app.core.events import ClickEvent, Reject, decode_message
 from app.core.features import OK
 from app.core.quiet import QuietPartitions
+from app.core.state import UserState
 from app.delivery import guard
 from app.main import app, settings
 from app.model_feed import CURRENT
@@ -167,8 +168,9 @@ async def _segment_batch(batch: Sequence[EventT]) -> None:
     positions: list[tuple[int, int]] = []
     events = await _decode(batch, now, positions)
     # events: validated ClickEvents in partition order, positions[i]: (partition, offset) of events[i]
+    outbox.committed(_committed_clicks())
     result, encoded, failures = process_confined(
-        engine, events, user_states.get, forget=user_states.forget, encode=encode_state,
+        engine, events, _lookup, forget=user_states.forget, encode=encode_state,
         emitted_at=now, stored=user_states.stored, positions=positions,
         messages=positions,  # a (partition, offset) names its message
     )  # fmt: skip
@@ -250,6 +252,11 @@ async def settle_outputs() -> None:
                 settled[user_id] = state
         if settled:
             metrics.state_bytes.inc(await user_states.write(settled))
+
+
+def _lookup(user_id: str) -> UserState | None:
+    """A user's state for the engine: it is written again, without the outputs a commit proved."""
+    return outbox.pruned(user_states.get(user_id))
 
 
 def _committed_clicks() -> dict[int, int]:
@@ -336,7 +343,7 @@ async def _advance_idle(now: float) -> None:
         # Every partition is quiet on the broker's word: the stream is complete up to its
         # latest event, and event time follows the broker's confirmations, idle_after_s behind.
         engine.watermark.advance_to(max(engine.watermark.max_ts, complete_until))
-    result = engine.fire_due(user_states.get, emitted_at=now)
+    result = engine.fire_due(_lookup, emitted_at=now)
     if result.triggers:
         await _publish(result)
     if complete_until is not None:  # a stopped stream still finishes re-deciding its users after a fit

@@ -21,10 +21,10 @@ committed offset at or past the mark proves the output delivered:
   a worker now owns whose mark the committed offset (where reading resumes) has not
   reached is sent again: the same ids and the same bytes, so a sink that
   deduplicates by ``event_id`` sees each output once;
-- **prune**: outputs proven delivered leave the state the next time the user holds
-  new ones. Under load a commit proves them within a commit interval, and the state is
-  not written again only to drop them: the changelog carries one record per state
-  write, not two;
+- **prune**: outputs proven delivered leave the state the next time it is written.
+  Under load a commit proves them within a commit interval, and the state is not
+  written again only to drop them: the changelog carries one record per state write,
+  not two;
 - **settle**: a commit cannot prove what was held after the last message read was
   committed, such as a trigger the idle advance fired on a quiet partition: no commit
   passes its mark until the next click. Once the broker has confirmed every output
@@ -93,6 +93,13 @@ class Outbox:
             state.outbox.append([kind, output, None if next_offset is None else next_offset + 1])
             records.append(self._register(now, partition, kind, output))
         return records
+
+    def pruned(self, state: UserState | None) -> UserState | None:
+        """``state``, about to be written again, without the held outputs a commit has proven (in place)."""
+        if state is not None and state.outbox:
+            partition = state.applied[0]
+            state.outbox = [entry for entry in state.outbox if not self._proven(partition, entry)] or None
+        return state
 
     def recovered(
         self, held: Iterable[tuple[int, list]], committed: Mapping[int, int], reading_from: Mapping[int, int],

@@ -118,3 +118,14 @@ def test_a_commit_past_the_mark_settles_a_state_with_no_write():
     outbox.hold({"u": state}, [("trigger", _trigger("u", 1))], next_offsets={0: 10})
     outbox.committed({0: 11})
     assert outbox.settled(0, state.outbox)
+
+
+def test_a_state_read_to_be_written_again_drops_its_proven_outputs_and_keeps_the_rest():
+    state, outbox = UserState(applied=(0, 9)), Outbox()
+    outbox.hold({"u": state}, [("trigger", _trigger("u", 1))], next_offsets={0: 10})  # mark 11
+    outbox.hold({"u": state}, [("trigger", _trigger("u", 2))], next_offsets={0: 20})  # mark 21
+    outbox.committed({0: 11})
+    assert [entry[1]["event_id"] for entry in outbox.pruned(state).outbox] == ["u:cart_abandon:2"]
+    outbox.committed({0: 21})
+    assert outbox.pruned(state).outbox is None
+    assert outbox.pruned(None) is None
