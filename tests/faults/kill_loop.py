@@ -1,7 +1,7 @@
 """Kill and restart one worker again and again under load; then count what was lost or doubled.
 
-``python -m tests.faults.kill_loop --kills 10`` (needs ``scripts/services start``; two
-minutes or more a kill: a restarted worker waits out the dead member's session in the
+``python -m tests.faults.kill_loop --kills 10`` (needs ``scripts/services start``; about
+half a minute a kill: a restarted worker waits out the dead member's session in the
 group, ``group_session_timeout_s``, then recovers the whole changelog into its memory store).
 
 A producer sends the simulated stream at a steady rate the whole time. Each cycle
@@ -116,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--kills", type=int, default=10)
     parser.add_argument("--users", type=int, default=2_000)
     parser.add_argument("--events", type=int, default=150_000)
-    parser.add_argument("--rate", type=float, help="messages a second (default: spread over about 120 s a kill)")
+    parser.add_argument("--rate", type=float, help="messages a second (default: spread over about 30 s a kill)")
     parser.add_argument("--seed", type=int, default=5)
     args = parser.parse_args(argv)
     rng = random.Random(args.seed)
@@ -125,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     last_ms = max(event["ts"] for m in messages for event in m.events)
     lines = [m.to_bytes() for m in messages] + ticks(last_ms + 90 * 86_400_000)
     model, true_triggers, true_segments, unique = truth(lines, work)
-    rate = args.rate or len(lines) / (120.0 * max(1, args.kills))  # the load lasts about the whole loop
+    rate = args.rate or len(lines) / (30.0 * max(1, args.kills))  # the load lasts about the whole loop
     print(f"kill loop: {len(lines):,} messages at {rate:,.0f}/s, {args.kills} kills; work dir {work}", flush=True)
 
     env = {"SEGSTREAM_MODEL_FILE": str(model), "SEGSTREAM_LEARN": "false", "SEGSTREAM_IDLE_AFTER_S": "3600"}
