@@ -69,8 +69,10 @@ class UserStateCache:
             if applied is not None and applied[0] in partitions:
                 yield key, record
 
-    def reindex(self, deadlines, triggers, partitions: Collection[int], on_record: Callable[[list], None]) -> int:
-        """Index the pending deadlines of the users on ``partitions``, and pass their records to ``on_record``.
+    def reindex(
+        self, deadlines, triggers, partitions: Collection[int], on_record: Callable[[bytes, list], None]
+    ) -> int:
+        """Index the pending deadlines of the users on ``partitions``, and pass their keys and records to ``on_record``.
 
         Runs after a rebalance's recovery: the deadlines and memberships live in the
         states, which the changelog restored. Only states on this worker's active
@@ -80,7 +82,7 @@ class UserStateCache:
         """
         scheduled = 0
         for key, record in self._owned_records(partitions):
-            on_record(record)
+            on_record(key, record)
             signals = record[4] if len(record) > 4 else None
             if not signals or not (signals[2] or signals[3]):  # no open cart, nothing due
                 continue

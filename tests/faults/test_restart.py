@@ -17,7 +17,9 @@ from app.main import app
 from app.recovery import SeekBeforeResumeRecovery
 from app.redis_profiles import RedisProfileStore
 from tables.codecs import decode_state
-from tests.kafka_harness import Worker, committed, produce, read_all, wait_until_consumed
+from tests.kafka_harness import (
+    Worker, committed, fixed_model_replay, produce, read_all, ticks, user_key, wait_until_consumed,
+)  # fmt: skip
 
 pytestmark = pytest.mark.integration
 REDIS_URL = "redis://127.0.0.1:6379/0"  # scripts/services; each worker has a key prefix of its own
@@ -71,6 +73,50 @@ def test_kill_and_restart_keeps_exact_counts(tmp_path):
         assert not stale, f"{len(stale)} profiles behind the changelog, e.g. {stale[:5]}"
     finally:
         second.stop()
+
+
+def test_a_restart_re_decides_no_user_the_model_already_placed(tmp_path):
+    """With a fixed model, memberships and segment changes across a restart are replay's.
+
+    The recovery after a restart re-decided every user at the stream's latest event
+    time, at the next batches: users that ``min_dwell_s`` had held in their segment at
+    their last event then moved (reason ``model_refit``, which a fixed model never causes
+    in replay). Here the batches after the restart are the closing ticks, far past every
+    dwell, one a batch (each batch re-decides up to 250 users: 4 cover the 600).
+    """
+    messages = list(generate(Scenario(users=600, events=24_000, seed=8)))
+    last_ms = max(event["ts"] for m in messages for event in m.events)
+    lines, closing = [m.to_bytes() for m in messages], ticks(last_ms + 90 * 86_400_000)
+    model, fixed = fixed_model_replay(lines + closing, tmp_path)
+    true_changes = {c["event_id"] for c in _jsonl(fixed / "segment_changes.jsonl")}
+    true_segments = {p["user_id"]: p["segment"] for p in _jsonl(fixed / "profiles.jsonl")}
+    env = {"SEGSTREAM_MODEL_FILE": str(model), "SEGSTREAM_LEARN": "false", "SEGSTREAM_IDLE_AFTER_S": "3600"}
+
+    first = Worker(tmp_path, **env).start()
+    try:
+        asyncio.run(produce(first.topic("clicks"), [(user_key(line), line) for line in lines]))
+        wait_until_consumed(first, first.topic("clicks"), timeout=120)
+    finally:
+        first.stop(signal.SIGTERM)
+    second = Worker(tmp_path, name=first.app_id, **env).start(timeout=150)
+    try:
+        for tick in closing:
+            asyncio.run(produce(second.topic("clicks"), [(user_key(tick), tick)]))
+            time.sleep(1.0)  # a batch of its own
+        wait_until_consumed(second, second.topic("clicks"), timeout=60)
+        time.sleep(3.0)  # the last batch's outputs
+        published = asyncio.run(read_all(second.topic("segment-changes"), idle_s=1.0))
+        changes = {orjson.loads(record.value)["event_id"] for record in published}
+        latest = {r.key.decode(): r.value for r in asyncio.run(read_all(second.changelog, idle_s=2.0))}
+    finally:
+        second.stop(signal.SIGTERM)
+    segments = {user: decode_state(raw).membership.segment for user, raw in latest.items() if raw is not None}
+    assert sorted(changes - true_changes)[:10] == [] and sorted(true_changes - changes)[:10] == []
+    assert {u for u, s in true_segments.items() if segments.get(u) != s} == set()
+
+
+def _jsonl(path) -> list[dict]:
+    return [orjson.loads(line) for line in path.read_bytes().splitlines()]
 
 
 def _seq(raw: bytes) -> int:
