@@ -89,6 +89,7 @@ def test_a_worker_killed_under_load_loses_no_trigger(tmp_path):
         while len(copies := published()) < len(truth) and time.monotonic() < deadline:
             time.sleep(2.0)
         lost, extra = sorted(set(truth) - set(copies)), sorted(set(copies) - set(truth))
+        print(f"one of two workers killed: {len(truth)} triggers in replay, lost {len(lost)}, extra {len(extra)}")
         assert not lost and not extra, f"lost {len(lost)} {lost[:10]}, extra {len(extra)} {extra[:10]}"
         # Each id has one content, replay's: a sink that deduplicates by id sees every trigger once.
         differ = [i for i, versions in copies.items() if versions != {orjson.dumps(_stable(truth[i]))}]
