@@ -23,6 +23,7 @@ from app.core.deadletter import dead_letter
 from app.core.events import ClickEvent, Reject, decode_message
 from app.core.features import OK
 from app.core.quiet import QuietPartitions
+from app.core.segmenter import Membership
 from app.core.state import UserState
 from app.delivery import guard
 from app.main import app, settings
@@ -297,8 +298,7 @@ async def _reindex() -> None:
         segment_sizes.count(record)
         if len(record) > 7 and record[7]:  # the outbox (app/core/state.py)
             held.extend((record[3][0], entry) for entry in record[7])
-        membership = record[2]  # [segment, since_ts, seq, model_version], shorter in early schemas
-        if (membership[3] if len(membership) > 3 else 0) < current:
+        if Membership.model_version_in(record[2]) < current:
             undecided.append(key.decode())
 
     scheduled = user_states.reindex(engine.deadlines, settings.engine.rules.triggers, owned, on_record)

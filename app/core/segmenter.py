@@ -87,6 +87,15 @@ class Membership:
     def from_record(cls, record: list) -> Membership:
         return cls(*record)
 
+    @staticmethod
+    def model_version_in(record: list) -> int:
+        """The model version of a membership record, without decoding it (early records lack it: 0).
+
+        >>> Membership.model_version_in(Membership("c1", 5.0, 2, 7).to_record()), Membership.model_version_in(["c1"])
+        (7, 0)
+        """
+        return record[3] if len(record) > 3 else 0
+
 
 def vector_reader(features: Sequence[str], cfg: FeatureConfig | None = None) -> Callable[[UserFeatures], list[float]]:
     """A function giving the raw (unscaled) values of ``features`` for one user, NaN = unobserved.
