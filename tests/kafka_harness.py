@@ -121,6 +121,11 @@ def fixed_model_replay(lines: list[bytes], work: Path) -> tuple[Path, Path]:
     return model, work / "fixed"
 
 
+def read_jsonl(path: Path) -> list:
+    """The documents of a JSON-lines file, such as replay's outputs."""
+    return [orjson.loads(line) for line in path.read_bytes().splitlines()]
+
+
 def ticks(ts_ms: float, partitions: int = 4) -> list[bytes]:
     """One page view per partition at ``ts_ms``, each from a user keyed onto that partition.
 

@@ -38,7 +38,8 @@ from aiokafka import AIOKafkaProducer
 from app.core.simulator import Scenario, generate
 from tables.codecs import decode_state
 from tests.kafka_harness import (
-    BOOTSTRAP, Worker, committed, end_offsets, fixed_model_replay, read_all, ticks, user_key, wait_until_consumed,
+    BOOTSTRAP, Worker, committed, end_offsets, fixed_model_replay, read_all, read_jsonl, ticks, user_key,
+    wait_until_consumed,
 )  # fmt: skip
 
 
@@ -75,8 +76,8 @@ class PacedProducer(threading.Thread):
 def truth(lines: list[bytes], work: Path) -> tuple[Path, dict, dict, Counter]:
     """The model, replay's triggers and memberships with it fixed, and the unique events per user."""
     model, fixed = fixed_model_replay(lines, work)
-    triggers = {t["event_id"]: t for t in map(orjson.loads, (fixed / "triggers.jsonl").read_bytes().splitlines())}
-    profiles = map(orjson.loads, (fixed / "profiles.jsonl").read_bytes().splitlines())
+    triggers = {t["event_id"]: t for t in read_jsonl(fixed / "triggers.jsonl")}
+    profiles = read_jsonl(fixed / "profiles.jsonl")
     segments = {p["user_id"]: p["segment"] for p in profiles}
     unique, seen = Counter(), set()
     for line in lines:

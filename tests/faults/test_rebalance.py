@@ -12,7 +12,7 @@ import pytest
 
 from app.core.simulator import Scenario, generate
 from tests.kafka_harness import (
-    Worker, committed, fixed_model_replay, produce, read_all, ticks, user_key, wait_until_consumed,
+    Worker, committed, fixed_model_replay, produce, read_all, read_jsonl, ticks, user_key, wait_until_consumed,
 )  # fmt: skip
 from tests.scrape import scrape, segment_users
 
@@ -24,7 +24,7 @@ def test_segment_sizes_summed_over_two_workers_are_the_users_after_a_rebalance(t
     lines = [message.to_bytes() for message in generate(Scenario(users=400, events=30_000, seed=11))]
     # A fixed model makes the memberships replay's: the truth to count against.
     model, fixed = fixed_model_replay(lines, tmp_path)
-    profiles = [orjson.loads(x) for x in (fixed / "profiles.jsonl").read_bytes().splitlines()]
+    profiles = read_jsonl(fixed / "profiles.jsonl")
     truth = Counter(("cluster", p["segment"]) for p in profiles if p["segment"] != "new")
     truth.update(("rule", rule) for p in profiles for rule in p["rules"])
 
@@ -60,7 +60,7 @@ def test_a_worker_killed_under_load_loses_no_trigger(tmp_path):
     last_ms = max(event["ts"] for m in messages for event in m.events)
     lines = [m.to_bytes() for m in messages] + ticks(last_ms + 90 * 86_400_000)
     model, fixed = fixed_model_replay(lines, tmp_path)
-    truth = {t["event_id"]: t for t in map(orjson.loads, (fixed / "triggers.jsonl").read_bytes().splitlines())}
+    truth = {t["event_id"]: t for t in read_jsonl(fixed / "triggers.jsonl")}
     assert sum(t["trigger"] == "cart_abandon" for t in truth.values()) > 500, "the stream should abandon carts"
 
     # No idle advance: deadlines fire in event time only, as in replay, and the ticks end the stream.

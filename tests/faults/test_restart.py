@@ -18,7 +18,7 @@ from app.recovery import SeekBeforeResumeRecovery
 from app.redis_profiles import RedisProfileStore
 from tables.codecs import decode_state
 from tests.kafka_harness import (
-    Worker, committed, fixed_model_replay, produce, read_all, ticks, user_key, wait_until_consumed,
+    Worker, committed, fixed_model_replay, produce, read_all, read_jsonl, ticks, user_key, wait_until_consumed,
 )  # fmt: skip
 
 pytestmark = pytest.mark.integration
@@ -88,8 +88,8 @@ def test_a_restart_re_decides_no_user_the_model_already_placed(tmp_path):
     last_ms = max(event["ts"] for m in messages for event in m.events)
     lines, closing = [m.to_bytes() for m in messages], ticks(last_ms + 90 * 86_400_000)
     model, fixed = fixed_model_replay(lines + closing, tmp_path)
-    true_changes = {c["event_id"] for c in _jsonl(fixed / "segment_changes.jsonl")}
-    true_segments = {p["user_id"]: p["segment"] for p in _jsonl(fixed / "profiles.jsonl")}
+    true_changes = {c["event_id"] for c in read_jsonl(fixed / "segment_changes.jsonl")}
+    true_segments = {p["user_id"]: p["segment"] for p in read_jsonl(fixed / "profiles.jsonl")}
     env = {"SEGSTREAM_MODEL_FILE": str(model), "SEGSTREAM_LEARN": "false", "SEGSTREAM_IDLE_AFTER_S": "3600"}
 
     first = Worker(tmp_path, **env).start()
@@ -113,10 +113,6 @@ def test_a_restart_re_decides_no_user_the_model_already_placed(tmp_path):
     segments = {user: decode_state(raw).membership.segment for user, raw in latest.items() if raw is not None}
     assert sorted(changes - true_changes)[:10] == [] and sorted(true_changes - changes)[:10] == []
     assert {u for u, s in true_segments.items() if segments.get(u) != s} == set()
-
-
-def _jsonl(path) -> list[dict]:
-    return [orjson.loads(line) for line in path.read_bytes().splitlines()]
 
 
 def _seq(raw: bytes) -> int:

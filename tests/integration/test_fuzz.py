@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 from app.core.events import decode_message
 from tables.codecs import decode_state
 from tests.event_strategies import events, messages
-from tests.kafka_harness import SEGSTREAM, produce, read_all, wait_until_consumed
+from tests.kafka_harness import SEGSTREAM, produce, read_all, read_jsonl, wait_until_consumed
 from tests.scrape import sample, scrape
 
 pytestmark = pytest.mark.integration
@@ -107,7 +107,7 @@ def test_a_drawn_corpus_lands_whole_on_a_real_broker_and_in_replay(start_worker,
     assert len(replayed) == rejects, f"seed {SEED}: replay dead-lettered {len(replayed)}, the decoder {rejects}"
     latest = {r.key: r.value for r in asyncio.run(read_all(worker.changelog, idle_s=1.0))}
     stored = {key.decode() for key, raw in latest.items() if raw is not None and not decode_state(raw).withdrawn}
-    profiled = {orjson.loads(line)["user_id"] for line in (tmp_path / "out" / "profiles.jsonl").read_bytes().splitlines()}
+    profiled = {profile["user_id"] for profile in read_jsonl(tmp_path / "out" / "profiles.jsonl")}
     assert stored == profiled, f"seed {SEED}: the worker and replay keep state for different users"
     print(f"corpus of {len(corpus)} messages (seed {SEED}): {events} valid events, all counted; {rejects} "
           f"rejects, {len(letters)} dead letters on the broker, {len(replayed)} in replay; worker ready, no error")

@@ -15,7 +15,7 @@ import pytest
 from app.core.events import parse_ts
 from app.core.simulator import Scenario, generate
 from app.report import persona_agreement
-from tests.kafka_harness import SEGSTREAM, produce, read_all, user_key, wait_until_consumed
+from tests.kafka_harness import SEGSTREAM, produce, read_all, read_jsonl, user_key, wait_until_consumed
 from tests.polling import poll
 from tests.scrape import sample, scrape, segment_users
 
@@ -128,7 +128,7 @@ def test_same_file_gives_same_changes_through_kafka_and_replay(start_worker, tmp
         [SEGSTREAM, "replay", str(clicks), "--out", str(tmp_path / "fixed"), "--model", str(model), "--no-learn"],
         check=True,
     )
-    replayed = [orjson.loads(line) for line in (tmp_path / "fixed" / "segment_changes.jsonl").read_bytes().splitlines()]
+    replayed = read_jsonl(tmp_path / "fixed" / "segment_changes.jsonl")
 
     worker = start_worker(SEGSTREAM_MODEL_FILE=str(model), SEGSTREAM_LEARN="false")
     keyed = [(user_key(line), line) for line in lines]
@@ -145,7 +145,7 @@ def test_same_file_gives_same_changes_through_kafka_and_replay(start_worker, tmp
 
     # Segment sizes: kept from the changes while streaming, recounted from the table after
     # a restart; both equal the memberships of replay's final profiles.
-    profiles = [orjson.loads(x) for x in (tmp_path / "fixed" / "profiles.jsonl").read_bytes().splitlines()]
+    profiles = read_jsonl(tmp_path / "fixed" / "profiles.jsonl")
     expected = Counter(("cluster", p["segment"]) for p in profiles if p["segment"] != "new")
     expected.update(("rule", rule) for p in profiles for rule in p["rules"])
     text = scrape(worker)
@@ -166,7 +166,7 @@ def test_same_file_gives_same_changes_through_kafka_and_replay(start_worker, tmp
         return {t["event_id"]: {k: v for k, v in t.items() if k != "emitted_at"}
                 for t in triggers if parse_ts(t["ts"]) <= horizon}  # fmt: skip
 
-    replayed_triggers = [orjson.loads(x) for x in (tmp_path / "fixed" / "triggers.jsonl").read_bytes().splitlines()]
+    replayed_triggers = read_jsonl(tmp_path / "fixed" / "triggers.jsonl")
     streamed_triggers = [orjson.loads(r.value) for r in asyncio.run(read_all(worker.topic("triggers")))]
     assert {t["trigger"] for t in replayed_triggers} == {"cart_abandon", "hot_lead"}
     assert due_by_horizon(streamed_triggers) == due_by_horizon(replayed_triggers)
