@@ -12,7 +12,9 @@ import time
 from collections.abc import Sequence
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError
+from faust.types import TopicT
 
 from app.main import app, settings
 from app.kafka_follow import bootstrap_servers
@@ -20,7 +22,8 @@ from app.kafka_follow import bootstrap_servers
 log = logging.getLogger(__name__)
 
 # The worker creates each missing topic at start with these partition counts
-# (create_before_start; an existing topic is left as it is). internal=True lets Faust
+# (create_before_start; an existing topic is left as it is, with a warning where it
+# keeps user data longer than user_data_retention_s). internal=True lets Faust
 # declare the ones it subscribes to as well.
 _RAW = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw", "internal": True}
 
@@ -28,6 +31,10 @@ _RAW = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_
 clicks = app.topic(settings.topic("clicks"), partitions=settings.partitions, **_RAW)
 # Copies of user data that no table owns are kept for user_data_retention_s, then deleted.
 _EXPIRING = {"retention": settings.user_data_retention_s, **_RAW}
+# A compacted topic keeps an erased user's older records until the log cleaner runs, which
+# by Kafka's defaults may be never; this lag makes the broker roll the segment and clean it
+# within user_data_retention_s of the erasure (the user-state changelog too: tables/).
+COMPACTED_USER_DATA = {"max.compaction.lag.ms": str(int(settings.user_data_retention_s * 1000))}
 clicks_dlq = app.topic(settings.topic("clicks-dlq"), partitions=settings.partitions, **_EXPIRING)
 segment_changes = app.topic(settings.topic("segment-changes"), partitions=settings.partitions, **_RAW)
 triggers = app.topic(settings.topic("triggers"), partitions=settings.partitions, **_RAW)
@@ -41,7 +48,8 @@ segment_drift = app.topic(settings.topic("segment-drift"), partitions=1, **_RAW)
 # One partition: the learner is a single global model.
 model_samples = app.topic(settings.topic("model-samples"), partitions=1, **_EXPIRING)
 # Compacted: keys "current" (the model snapshot) and "learner" (the learner checkpoint).
-segment_model = app.topic(settings.topic("segment-model"), partitions=1, compacting=True, **_RAW)
+segment_model = app.topic(settings.topic("segment-model"), partitions=1, compacting=True, config=COMPACTED_USER_DATA,
+                          **_RAW)  # fmt: skip
 
 # Webhook deliveries that failed for good (app/webhook_dispatch.py), and one retry topic per
 # retry: records of one level are due in about the order they arrive.
@@ -57,7 +65,7 @@ ALL_TOPICS = (
 )  # fmt: skip
 
 
-async def create_before_start(co_partitioned: Sequence[str] = (), timeout_s: float | None = None) -> list[str]:
+async def create_before_start(changelogs: Sequence[TopicT] = (), timeout_s: float | None = None) -> list[str]:
     """Create the missing topics, and wait until the broker's metadata lists them; returns those created.
 
     Run before the worker's consumer joins its group. Faust declares its topics just
@@ -66,32 +74,75 @@ async def create_before_start(co_partitioned: Sequence[str] = (), timeout_s: flo
     partitions ("Ignoring missing topic") until its next metadata refresh, minutes
     later. Seen on a freshly started broker.
 
+    ``changelogs`` are the tables' changelog topics. They are created here too, compacted:
+    left to Faust, a changelog was first made by a consumer's metadata request (the
+    profile materialiser follows it), and so by the broker's auto-creation, which deletes
+    after 7 days instead of compacting. A user quiet that long lost their state at the
+    next recovery, and an erased user's older states stayed until then.
+
     Fatal problems stop the start here, with one line, before Faust starts: a broker
     still unreachable after ``timeout_s``, and partition counts that do not match
-    ``settings.partitions`` on the co-partitioned topics (``co_partitioned`` adds the
-    tables' changelogs).
+    ``settings.partitions`` on the co-partitioned topics (the changelogs among them).
     """
     timeout_s = settings.start_timeout_s if timeout_s is None else timeout_s
+    topics = (*ALL_TOPICS, *changelogs)
     admin = await _connect(timeout_s)
     try:
         existing = set(await admin.list_topics())
-        missing = [topic for topic in ALL_TOPICS if topic.get_topic_name() not in existing]
+        missing = [topic for topic in topics if topic.get_topic_name() not in existing]
         for topic in missing:  # one at a time: a worker starting beside this one may create some
-            config = {"cleanup.policy": "compact"} if topic.compacting else {}
-            if topic.retention is not None:
-                config["retention.ms"] = str(int(topic.retention * 1000))
             new = NewTopic(topic.get_topic_name(), topic.partitions, app.conf.topic_replication_factor,
-                           topic_configs=config)  # fmt: skip
+                           topic_configs={**topic.config, **_bounds(topic)})  # fmt: skip
             response = await admin.create_topics([new])
             for name, code, *rest in response.topic_errors:  # errors come back in the response, not raised
                 if code not in (0, TopicAlreadyExistsError.errno):
                     message = rest[0] if rest else ""
                     raise SystemExit(f"segstream: cannot create topic {name}: error {code} {message}")
-        await _until_listed(admin, [topic.get_topic_name() for topic in ALL_TOPICS], timeout_s)
-        await _check_partitions(admin, co_partitioned)
+        await _until_listed(admin, [topic.get_topic_name() for topic in topics], timeout_s)
+        await _check_partitions(admin, [topic.get_topic_name() for topic in changelogs])
+        await _warn_unbounded(admin, {topic.get_topic_name(): _bounds(topic) for topic in topics})
     finally:
         await admin.close()
     return [topic.get_topic_name() for topic in missing]
+
+
+def _bounds(topic: TopicT) -> dict[str, str]:
+    """The configs that bound how long ``topic`` keeps a user's data: its retention, or compaction with a lag."""
+    if topic.compacting:
+        return {"cleanup.policy": "compact", **{name: value for name, value in topic.config.items()
+                                                 if name in COMPACTED_USER_DATA}}  # fmt: skip
+    if topic.retention is not None:
+        return {"retention.ms": str(int(topic.retention * 1000))}
+    return {}
+
+
+def _keeps_longer(name: str, found: str | None, bound: str) -> bool:
+    """Whether the config value ``found`` keeps data longer than ``bound`` (None: the broker's default)."""
+    if name == "cleanup.policy":
+        return bound not in (found or "delete").split(",")
+    return not 0 <= int(found or -1) <= int(bound)  # -1: forever
+
+
+async def _warn_unbounded(admin: AIOKafkaAdminClient, bounds: dict[str, dict[str, str]]) -> None:
+    """One WARNING per config of an existing topic that keeps user data longer than ``bounds`` say.
+
+    A topic made by an older segstream, or by hand, keeps its configuration: the worker
+    leaves it as it is (altering a shared topic is the operator's call) and says how.
+    """
+    resources = [ConfigResource(ConfigResourceType.TOPIC, name) for name, bound in bounds.items() if bound]
+    for response in await admin.describe_configs(resources):
+        for error, _message, _type, topic, entries in response.resources:
+            if error:
+                continue
+            found = {entry[0]: entry[1] for entry in entries}
+            for name, bound in bounds[topic].items():
+                if _keeps_longer(name, found.get(name), bound):
+                    log.warning(
+                        "topic %s has %s=%s, so it may keep an erased user's data longer than user_data_retention_s; "
+                        "set it with: kafka-configs.sh --bootstrap-server %s --alter --entity-type topics "
+                        "--entity-name %s --add-config %s=%s", topic, name, found.get(name), settings.broker, topic,
+                        name, bound,
+                    )  # fmt: skip
 
 
 async def _until_listed(admin: AIOKafkaAdminClient, names: list[str], timeout_s: float) -> None:
@@ -122,12 +173,12 @@ async def _connect(timeout_s: float) -> AIOKafkaAdminClient:
 
 
 async def _check_partitions(admin: AIOKafkaAdminClient, changelogs: Sequence[str]) -> None:
-    """Clicks, changes, triggers, erasures, notices and the state changelogs share partition numbers: counts must match."""
+    """Clicks, changes, triggers, erasures, notices and the state changelogs share partition numbers."""
     names = [topic.get_topic_name() for topic in (clicks, segment_changes, triggers, erasures, erased_users)]
     names += list(changelogs)
     for described in await admin.describe_topics(names):
         found = len(described["partitions"])
-        if described["error_code"] == 0 and found != settings.partitions:  # a changelog Faust has yet to create: 3
+        if described["error_code"] == 0 and found != settings.partitions:
             raise SystemExit(
                 f"segstream: topic {described['topic']} has {found} partitions but SEGSTREAM_PARTITIONS is "
                 f"{settings.partitions}; they must match (the user-state changelog is co-partitioned)"

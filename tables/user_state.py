@@ -19,6 +19,7 @@ from app import metrics
 from app.core.state import UserState
 from app.main import app, settings
 from app.record_batches import BatchSender
+from app.topics import COMPACTED_USER_DATA
 from tables.codecs import RAW_SCHEMA, decode_state, encode_state
 
 user_to_state = app.Table(
@@ -27,6 +28,7 @@ user_to_state = app.Table(
     schema=RAW_SCHEMA,
     key_type=bytes,  # Faust picks the changelog's serializers from these, not from the schema
     value_type=bytes,
+    extra_topic_configs=COMPACTED_USER_DATA,  # an erased user's older records go within user_data_retention_s
     help="Per-user feature state and segment membership (tables.codecs.encode_state).",
 )
 

@@ -56,7 +56,7 @@ def _create_topics() -> None:
     from app.main import app
     from app.topics import create_before_start
 
-    changelogs = [table.changelog_topic.get_topic_name() for table in app.tables.values()]
+    changelogs = [table.changelog_topic for table in app.tables.values()]
     # A loop of its own, never set as current: Faust's worker makes and runs the worker's loop.
     loop = asyncio.new_event_loop()
     try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import pickle
 import signal
 import subprocess
 import time
@@ -115,6 +116,80 @@ def test_an_erased_user_leaves_the_state_redis_the_triggers_and_every_segment(tm
         assert _status(restarted, kept) == 200
         time.sleep(2.0)  # profiles are written every 0.25 s: nothing may bring the erased one back
         assert _redis_keys_of(client, prefix, erased) == []
+    finally:
+        restarted.stop(signal.SIGTERM)
+
+
+def _erase(worker: Worker, *users: str) -> None:
+    done = subprocess.run([SEGSTREAM, "users", "erase", *users], env=worker.env, capture_output=True, text=True,
+                          timeout=60)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+
+
+def _checkpoints(worker: Worker) -> list[set[str]]:
+    """The users sampled in each learner checkpoint segment-model still holds, oldest first."""
+    records = asyncio.run(read_all(worker.topic("segment-model"), idle_s=1.0))
+    return [set(pickle.loads(r.value)._users) for r in records if r.key == b"learner" and r.value is not None]
+
+
+def _states_of(worker: Worker, user: str) -> list[bytes | None]:
+    """Every record of ``user`` the user-state changelog still holds: ``None`` is a tombstone."""
+    return [r.value for r in asyncio.run(read_all(worker.changelog, idle_s=1.0)) if r.key == user.encode()]
+
+
+def _clicks(users, kind: str, at: float, **fields) -> list[tuple[bytes, bytes]]:
+    return [(user.encode(), orjson.dumps({"user_id": user, "type": kind, "ts": at * 1000,
+                                          "event_id": f"{user}-{kind}-{at}", **fields})) for user in users]  # fmt: skip
+
+
+def test_the_learner_forgets_an_erased_user_and_compaction_drops_every_older_copy(tmp_path):
+    """The learner's checkpoint loses the user at once; older checkpoints and states go within the retention.
+
+    Compacted topics (segment-model, the changelog) keep older records until the log
+    cleaner runs; ``max.compaction.lag.ms`` (user_data_retention_s, 5 s here) makes the
+    broker roll and clean them once a later record comes.
+    """
+    env = {"SEGSTREAM_USER_DATA_RETENTION_S": "5"}  # learning on: the default
+    worker = Worker(tmp_path, **env).start()
+    buyers = [f"buyer-{n:02d}" for n in range(60)]  # min_users (50) with evidence: a model forms
+    erased, later, kept = buyers[0], buyers[1], buyers[2:]
+    now = time.time()
+    try:
+        orders = [(user.encode(), orjson.dumps({"user_id": user, "type": "purchase", "ts": (now + 1) * 1000,
+                                                "event_id": f"{user}-order", "value": 10.0 + n}))
+                  for n, user in enumerate(buyers)]  # fmt: skip
+        asyncio.run(produce(worker.topic("clicks"), _clicks(buyers, "page_view", now) + orders))
+        wait_until_consumed(worker, worker.topic("clicks"), timeout=60)
+        _wait(lambda: _checkpoints(worker) and erased in _checkpoints(worker)[-1], "no checkpoint holds the buyers",
+              worker)  # fmt: skip
+        assert _states_of(worker, erased)  # features in the changelog
+        time.sleep(6.0)  # the topics' segments now began longer than max.compaction.lag.ms ago
+
+        _erase(worker, erased)
+        _wait(lambda: erased not in _checkpoints(worker)[-1], "the learner's checkpoint still holds the user", worker)
+        assert set(kept) | {later} <= _checkpoints(worker)[-1]
+        assert any(erased in users for users in _checkpoints(worker))  # older checkpoints: compaction's work
+    finally:
+        worker.stop(signal.SIGTERM)
+
+    restarted = Worker(tmp_path, name=worker.app_id, **env).start(timeout=150)
+    try:
+        # The restarted learner resumed the checkpoint without the user: the next one, for
+        # another erasure, has neither.
+        _erase(restarted, later)
+        _wait(lambda: later not in _checkpoints(restarted)[-1], "the restarted learner kept an erased user",
+              restarted)  # fmt: skip
+        assert erased not in _checkpoints(restarted)[-1] and set(kept) <= _checkpoints(restarted)[-1]
+
+        # Later writes on every partition roll the segments that hold the older copies; the
+        # cleaner (every 15 s) then drops them, keeping the tombstone.
+        time.sleep(6.0)
+        asyncio.run(produce(restarted.topic("clicks"), _clicks(kept, "page_view", now + 20)))
+        wait_until_consumed(restarted, restarted.topic("clicks"), timeout=60)
+        _wait(lambda: _states_of(restarted, erased) == [None], "the changelog still holds the erased user's states",
+              restarted, timeout=90)  # fmt: skip
+        _wait(lambda: not any(erased in users for users in _checkpoints(restarted)),
+              "segment-model still holds a checkpoint with the erased user", restarted, timeout=90)  # fmt: skip
     finally:
         restarted.stop(signal.SIGTERM)
 

@@ -17,12 +17,17 @@ from tests.kafka_harness import BOOTSTRAP, ROOT, partitions_of
 
 pytestmark = pytest.mark.integration
 
-CREATE = "import asyncio, orjson; from app.topics import create_before_start; print(orjson.dumps(asyncio.run(create_before_start())).decode())"  # noqa: E501
+CREATE = """
+import asyncio, orjson
+from app.topics import create_before_start
+from tables.user_state import user_to_state
+print(orjson.dumps(asyncio.run(create_before_start([user_to_state.changelog_topic]))).decode())
+"""
 
 
 def _run_create(prefix: str, **env: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "SEGSTREAM_TOPIC_PREFIX": prefix, "SEGSTREAM_BROKER": f"kafka://{BOOTSTRAP}",
-           "SEGSTREAM_PARTITIONS": "3", **env}  # fmt: skip
+    env = {**os.environ, "SEGSTREAM_TOPIC_PREFIX": prefix, "SEGSTREAM_APP_ID": prefix.rstrip("-"),
+           "SEGSTREAM_BROKER": f"kafka://{BOOTSTRAP}", "SEGSTREAM_PARTITIONS": "3", **env}  # fmt: skip
     return subprocess.run([sys.executable, "-c", CREATE], env=env, cwd=ROOT, capture_output=True, text=True,
                           timeout=120)  # fmt: skip
 
@@ -45,19 +50,38 @@ async def _topic_config(topic: str) -> dict[str, str]:
 
 def test_topics_exist_with_their_partitions_and_compaction_before_the_worker_starts():
     prefix = f"it-{uuid.uuid4().hex[:10]}-"
-    created = _create(prefix, SEGSTREAM_USER_DATA_RETENTION_S="3600")
     expected = {"clicks": 3, "clicks-dlq": 3, "segment-changes": 3, "triggers": 3, "erasures": 3, "erased-users": 3,
                 "segment-drift": 1, "model-samples": 1, "segment-model": 1, "webhooks-dlq": 3}  # fmt: skip
-    assert sorted(created) == sorted(prefix + name for name in expected)
+    changelog = f"{prefix}user_to_state-changelog"  # the app id is the prefix without its dash
+    created = _create(prefix, SEGSTREAM_USER_DATA_RETENTION_S="3600")
+    assert sorted(created) == sorted([changelog, *(prefix + name for name in expected)])
     for name, partitions in expected.items():
         assert len(asyncio.run(partitions_of(prefix + name))) == partitions, name
+    assert len(asyncio.run(partitions_of(changelog))) == 3
     configs = {name: asyncio.run(_topic_config(prefix + name)) for name in expected}
-    assert configs["segment-model"]["cleanup.policy"] == "compact"
+    configs["changelog"] = asyncio.run(_topic_config(changelog))
     assert configs["clicks"]["cleanup.policy"] == "delete"
     # Copies of user data that no table owns expire: erased users leave them too.
     assert {name for name, config in configs.items() if config["retention.ms"] == "3600000"} == {
         "clicks-dlq", "model-samples", "webhooks-dlq", "erased-users"}  # fmt: skip
+    # The compacted ones drop an erased user's older records within the same time: the
+    # state changelog is compacted, not left to the broker's auto-creation (7-day deletion).
+    assert {name: (config["cleanup.policy"], config["max.compaction.lag.ms"]) for name, config in configs.items()
+            if config["cleanup.policy"] != "delete"} == {
+        "segment-model": ("compact", "3600000"), "changelog": ("compact", "3600000")}  # fmt: skip
     assert _create(prefix) == []  # a second worker, or a restart, creates nothing
+
+
+def test_an_existing_topic_that_keeps_user_data_longer_is_named_with_the_command_that_bounds_it():
+    prefix = f"it-{uuid.uuid4().hex[:10]}-"
+    _create(prefix, SEGSTREAM_USER_DATA_RETENTION_S="3600")
+    done = _run_create(prefix, SEGSTREAM_USER_DATA_RETENTION_S="60")  # an operator shortened the retention
+    assert done.returncode == 0, done.stderr[-3000:]
+    warned = sorted(line.split("topic ")[1].split(" has ")[0] for line in done.stderr.splitlines()
+                    if "longer than user_data_retention_s" in line)  # fmt: skip
+    assert warned == sorted(prefix + name for name in ("clicks-dlq", "erased-users", "model-samples", "segment-model",
+                                                       "webhooks-dlq", "user_to_state-changelog"))  # fmt: skip
+    assert f"--entity-name {prefix}segment-model --add-config max.compaction.lag.ms=60000" in done.stderr
 
 
 def test_a_topic_the_broker_refuses_stops_the_start_with_its_reason():
