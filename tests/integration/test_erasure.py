@@ -1,4 +1,4 @@
-"""``segstream users erase`` reaches every copy of a user's data, and the erasure holds after a restart."""
+"""``segstream users erase`` reaches every copy of a user's data, and the erasure holds after a restart and a rebalance."""
 
 from __future__ import annotations
 
@@ -116,6 +116,17 @@ def test_an_erased_user_leaves_the_state_redis_the_triggers_and_every_segment(tm
         assert _status(restarted, kept) == 200
         time.sleep(2.0)  # profiles are written every 0.25 s: nothing may bring the erased one back
         assert _redis_keys_of(client, prefix, erased) == []
+
+        # A second worker joins: the partitions are shared out again, and each recovers its
+        # share from the changelog. Neither may bring the erased user back.
+        joined = Worker(tmp_path, name=worker.app_id, **env).start(timeout=150)
+        try:
+            assert [_status(w, erased) for w in (restarted, joined)] == [404, 404]
+            assert 200 in [_status(w, kept) for w in (restarted, joined)]
+            time.sleep(2.0)
+            assert _redis_keys_of(client, prefix, erased) == []
+        finally:
+            joined.stop(signal.SIGTERM)
     finally:
         restarted.stop(signal.SIGTERM)
 
