@@ -1,4 +1,7 @@
-"""``segstream users erase`` reaches every copy of a user's data, and the erasure holds after a restart and a rebalance."""
+"""``segstream users erase`` reaches every copy of a user's data.
+
+The erasure holds after a restart and after a rebalance.
+"""
 
 from __future__ import annotations
 
