@@ -43,7 +43,7 @@ erasure_sender = BatchSender(on_sent=metrics.count_sent)
 quiet = QuietPartitions(settings.idle_after_s)  # which click partitions the broker says are quiet (idle advance)
 # Which outputs held in states a commit has proven delivered. Those left unproven three
 # commit intervals after the broker confirmed them are written out of their states.
-outbox = Outbox(grace_s=3 * app.conf.broker_commit_interval)
+outbox = Outbox(grace_s=3 * app.conf.broker_commit_interval, idle_s=settings.proven_outputs_idle_s)
 for _trigger in settings.engine.rules.triggers.names():  # every trigger's series exists from the start
     metrics.triggers.labels(_trigger)
 
@@ -239,7 +239,8 @@ async def send_outputs(records: list[tuple[str, int, bytes, bytes]]) -> None:
 
 @app.timer(interval=1.0)
 async def settle_outputs() -> None:
-    """Delivered outputs that no commit is about to prove leave their users' states (app/outbox.py)."""
+    """Delivered outputs that no commit is about to prove, and proven ones of quiet users, leave their
+    users' states (app/outbox.py)."""
     if not tables_ready():
         return
     await outbox.confirm(lambda: guard.delivered_after(app.producer.flush))
@@ -248,9 +249,19 @@ async def settle_outputs() -> None:
         owned, settled = owned_partitions(), {}
         for user_id in outbox.to_settle(quiet.next_offsets):
             state = user_states.get(user_id)
-            if state is not None and state.applied[0] in owned and not outbox.settled(state.applied[0], state.outbox):
+            if state is None or state.applied[0] not in owned or not state.outbox:
+                continue
+            if outbox.settled(state.applied[0], state.outbox):
+                outbox.proven(state.applied[0], user_id)  # their next write drops them, or the write-out
+            else:
                 state.outbox = None
                 settled[user_id] = state
+        for user_id in outbox.to_write_out(budget=settings.batch_size):  # a batch's worth a second at most
+            state = user_states.get(user_id)
+            if state is not None and state.applied[0] in owned and outbox.settled(state.applied[0], state.outbox):
+                if state.outbox:
+                    state.outbox = None
+                    settled[user_id] = state
         if settled:
             metrics.state_bytes.inc(await user_states.write(settled))
 

@@ -66,6 +66,9 @@ class Settings:
     batch_size: int = 1_000
     batch_within_s: float = 0.2
     state_cache_users: int = 200_000
+    # A user quiet this long after every output in their state was proven delivered is
+    # written once without them (app/outbox.py): memory, against one changelog record.
+    proven_outputs_idle_s: float = 60.0
     max_message_bytes: int = 1_048_576
     max_future_s: float = 86_400.0
     min_event_time: float | None = None  # epoch seconds; earlier events are dead letters (None: any since 1970)
@@ -124,6 +127,7 @@ _RANGES: dict[str, tuple[Any, str]] = {
     "batch_size": (_at_least_1, "at least 1"),
     "batch_within_s": (_positive, "greater than 0"),
     "state_cache_users": (_at_least_1, "at least 1"),
+    "proven_outputs_idle_s": (_not_negative, "0 or more"),
     # A larger message would not fit the producer's and the broker's default limit of 1 MiB.
     "max_message_bytes": (lambda v: 1 <= v <= MAX_MESSAGE_BYTES, f"1 to {MAX_MESSAGE_BYTES} (Kafka's 1 MiB)"),
     "max_future_s": (_not_negative, "0 or more"),

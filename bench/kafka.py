@@ -48,6 +48,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--timeout", type=float, default=300.0, help="limit for each measurement, seconds")
     parser.add_argument("--only", nargs="+", choices=("client", "faust", "segstream"), help="run only these")
     parser.add_argument("--keep-topics", action="store_true", help="do not delete the run's topics")
+    parser.add_argument("--quiet-s", type=float, default=0.0, metavar="S",
+                        help="keep the segstream worker running S seconds after the last commit, the stream "
+                        "quiet, before its state is read (what a quiet stream keeps)")  # fmt: skip
     parser.add_argument("--py-spy", metavar="PATH", help="record the segstream worker with py-spy (raw format)")
     parser.add_argument(
         "--faust-env", action="append", default=[], metavar="NAME=VALUE",
@@ -83,7 +86,7 @@ def run(args: argparse.Namespace) -> Report:
             results["c"] = asyncio.run(
                 run_worker(
                     run_id=run_id, events=events, clicks_end=produced["end_offsets"], work_dir=work_dir,
-                    timeout_s=args.timeout, profile=args.py_spy, extra_env=faust_env,
+                    timeout_s=args.timeout, profile=args.py_spy, extra_env=faust_env, quiet_s=args.quiet_s,
                 )
             )
     finally:
@@ -203,7 +206,8 @@ def _worker_notes(c: dict, k: int, rate: dict, b_rate: float | None) -> list[str
     notes = [
         f"segstream state: {c['changelog_records']:,} changelog writes ({c['writes_per_event']:.3f} per event), "
         f"{c['state_keys']:,} users, bytes/user mean {c['state_bytes_mean']:.0f}, p99 {c['state_bytes_p99']}, "
-        f"max {c['state_bytes_max']}",
+        f"max {c['state_bytes_max']}" + (f", read {c['quiet_s']:.0f} s after the last commit" if c.get("quiet_s")
+                                         else ""),
         f"segstream outputs: {c['segment_changes']:,} segment changes {c['segment_changes_by_kind']}, "
         f"dlq {c['clicks-dlq_records']}, model-samples {c['model-samples_records']}, "
         f"segment-model {c['segment-model_records']}, drift {c['segment-drift_records']}",

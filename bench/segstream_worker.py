@@ -46,6 +46,7 @@ async def run_worker(
     timeout_s: float,
     profile: str | None,
     extra_env: dict[str, str],
+    quiet_s: float = 0.0,
 ) -> dict:
     prefix, app_id = f"{run_id}-", f"{run_id}-segstream"
     clicks, changelog = f"{prefix}clicks", f"{app_id}-user_to_state-changelog"
@@ -70,6 +71,9 @@ async def run_worker(
     spy = _start_py_spy(proc.pid, profile) if profile else None
     try:
         out.update(await _watch(proc, app_id, clicks, changelog, clicks_end, started, timeout_s))
+        if quiet_s > 0:  # the stream has ended: what the worker does with its state while quiet
+            await asyncio.sleep(quiet_s)
+            out["quiet_s"] = quiet_s
     except (RuntimeError, TimeoutError) as exc:
         out["error"] = str(exc)
     finally:

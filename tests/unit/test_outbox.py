@@ -129,3 +129,30 @@ def test_a_state_read_to_be_written_again_drops_its_proven_outputs_and_keeps_the
     outbox.committed({0: 21})
     assert outbox.pruned(state).outbox is None
     assert outbox.pruned(None) is None
+
+
+def test_a_proven_user_who_comes_back_or_whose_partition_moves_is_not_written_out():
+    now = [0.0]
+    outbox = Outbox(idle_s=10.0, clock=lambda: now[0])
+    for user in ("back", "moved", "quiet"):
+        outbox.proven(1 if user == "moved" else 0, user)
+    back = UserState(applied=(0, 5))
+    outbox.hold({"back": back}, [("trigger", {"event_id": "back:hot_lead:1", "user_id": "back"})], next_offsets={0: 6})
+    outbox.forget([1])
+    now[0] = 10.0
+    assert outbox.to_write_out(budget=10) == ["quiet"]
+    outbox.proven(0, "back")  # proven again later: due idle_s after that
+    assert outbox.to_write_out(budget=10) == []
+    now[0] = 20.0
+    assert outbox.to_write_out(budget=10) == ["back"]
+
+
+def test_the_write_out_takes_at_most_its_budget_oldest_first_in_each_partition():
+    now = [0.0]
+    outbox = Outbox(idle_s=1.0, clock=lambda: now[0])
+    for n in range(5):
+        outbox.proven(n % 2, f"u{n}")
+        now[0] += 0.1
+    now[0] = 5.0
+    first = outbox.to_write_out(budget=3)
+    assert len(first) == 3 and outbox.to_write_out(budget=3) == sorted(set(f"u{n}" for n in range(5)) - set(first))
