@@ -112,12 +112,17 @@ class Outbox:
         self, held: Iterable[tuple[int, list]], committed: Mapping[int, int], reading_from: Mapping[int, int],
     ) -> list[Record]:  # fmt: skip
         """Held entries of recovered states, (partition, entry), whose marks the ``committed`` offsets
-        have not reached: the records to send again, before reading resumes at ``reading_from``."""
+        have not reached: the records to send again, before reading resumes at ``reading_from``.
+        The users of the proven ones are written out like any others (:meth:`to_write_out`)."""
         self.committed(committed)
         self._resumed.update(reading_from)
-        now = self._clock()
-        return [self._register(now, partition, entry[0], entry[1])
-                for partition, entry in held if not self._proven(partition, entry)]  # fmt: skip
+        now, records = self._clock(), []
+        for partition, entry in held:
+            if not self._proven(partition, entry):
+                records.append(self._register(now, partition, entry[0], entry[1]))
+            elif entry[1]["user_id"] not in self._held.get(partition, ()):
+                self.proven(partition, entry[1]["user_id"])
+        return records
 
     def committed(self, offsets: Mapping[int, int]) -> None:
         """Offsets of clicks partitions that a commit has taken (or where reading resumed)."""

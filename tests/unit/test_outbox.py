@@ -156,3 +156,15 @@ def test_the_write_out_takes_at_most_its_budget_oldest_first_in_each_partition()
     now[0] = 5.0
     first = outbox.to_write_out(budget=3)
     assert len(first) == 3 and outbox.to_write_out(budget=3) == sorted(set(f"u{n}" for n in range(5)) - set(first))
+
+
+def test_recovered_states_with_proven_outputs_are_written_out_too():
+    now = [0.0]
+    proven, pending = UserState(applied=(0, 10)), UserState(applied=(0, 30))
+    Outbox().hold({"p": proven}, [("trigger", _trigger("p", 1))], next_offsets={0: 11})  # mark 12
+    Outbox().hold({"q": pending}, [("trigger", _trigger("q", 1))], next_offsets={0: 31})  # mark 32
+    outbox = Outbox(idle_s=5.0, clock=lambda: now[0])
+    again = outbox.recovered(_held(proven, pending), committed={0: 20}, reading_from={0: 20})
+    assert [key for _, _, key, _ in again] == [b"q"]
+    now[0] = 5.0
+    assert outbox.to_write_out(budget=10) == ["p"]  # "q" is sent again, and settled as usual
