@@ -256,7 +256,7 @@ async def settle_outputs() -> None:
             else:
                 state.outbox = None
                 settled[user_id] = state
-        for user_id in outbox.to_write_out(budget=settings.batch_size):  # a batch's worth a second at most
+        for user_id in outbox.to_write_out(settings.batch_size, quiet.next_offsets):  # a batch's worth a second
             state = user_states.get(user_id)
             if state is not None and state.applied[0] in owned and outbox.settled(state.applied[0], state.outbox):
                 if state.outbox:

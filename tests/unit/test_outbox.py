@@ -140,22 +140,29 @@ def test_a_proven_user_who_comes_back_or_whose_partition_moves_is_not_written_ou
     outbox.hold({"back": back}, [("trigger", {"event_id": "back:hot_lead:1", "user_id": "back"})], next_offsets={0: 6})
     outbox.forget([1])
     now[0] = 10.0
-    assert outbox.to_write_out(budget=10) == ["quiet"]
+    assert outbox.to_write_out(100, {}) == ["quiet"]
     outbox.proven(0, "back")  # proven again later: due idle_s after that
-    assert outbox.to_write_out(budget=10) == []
+    assert outbox.to_write_out(100, {}) == []
     now[0] = 20.0
-    assert outbox.to_write_out(budget=10) == ["back"]
+    assert outbox.to_write_out(100, {}) == ["back"]
 
 
-def test_the_write_out_takes_at_most_its_budget_oldest_first_in_each_partition():
+def test_the_write_out_yields_to_a_busy_partition_and_keeps_to_its_budget():
     now = [0.0]
     outbox = Outbox(idle_s=1.0, clock=lambda: now[0])
-    for n in range(5):
-        outbox.proven(n % 2, f"u{n}")
-        now[0] += 0.1
+    for n in range(40):
+        outbox.proven(n % 2, f"u{n:02d}")  # partition 0: even, 1: odd
+        now[0] += 0.01
     now[0] = 5.0
-    first = outbox.to_write_out(budget=3)
-    assert len(first) == 3 and outbox.to_write_out(budget=3) == sorted(set(f"u{n}" for n in range(5)) - set(first))
+    outbox.committed({0: 10})
+    busy = {0: 10, 1: 10}  # partition 1 has read offsets not yet committed
+    assert outbox.to_write_out(10, busy) == [f"u{n:02d}" for n in range(0, 20, 2)]  # oldest first
+    assert outbox.to_write_out(10, busy) == [f"u{n:02d}" for n in range(20, 40, 2)]
+    assert outbox.to_write_out(10, busy) == ["u01"]  # the busy partition: a tenth of the budget
+    outbox.committed({0: 12})
+    assert outbox.to_write_out(20, {0: 12, 1: 12}) == ["u03", "u05"]  # still busy: a tenth of 20
+    outbox.committed({1: 12})
+    assert outbox.to_write_out(100, {0: 12, 1: 12}) == [f"u{n:02d}" for n in range(7, 40, 2)]  # caught up: the rest
 
 
 def test_recovered_states_with_proven_outputs_are_written_out_too():
@@ -167,4 +174,4 @@ def test_recovered_states_with_proven_outputs_are_written_out_too():
     again = outbox.recovered(_held(proven, pending), committed={0: 20}, reading_from={0: 20})
     assert [key for _, _, key, _ in again] == [b"q"]
     now[0] = 5.0
-    assert outbox.to_write_out(budget=10) == ["p"]  # "q" is sent again, and settled as usual
+    assert outbox.to_write_out(100, {}) == ["p"]  # "q" is sent again, and settled as usual
