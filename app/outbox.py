@@ -164,9 +164,10 @@ class Outbox:
         since have none left to drop.
 
         The write-out yields to the clicks: the partitions with read offsets not yet committed
-        (``next_offsets``; they are busy) give at most a tenth of ``budget`` between them. Measured with a full
-        budget under load, where nearly every user sent one message, it wrote 1.3 times the
-        states, and the worker's throughput fell to 0.69 of the same run without it.
+        (``next_offsets``; they are busy) give at most a tenth of ``budget`` between them. With
+        a full budget under load, where nearly every user sent one message, it wrote up to 1.3
+        times the states, and one of two runs side by side fell to 0.69 of the throughput (the
+        other ran at 1.03).
 
         >>> now = [0.0]
         >>> outbox = Outbox(idle_s=60.0, clock=lambda: now[0])
