@@ -248,8 +248,7 @@ async def settle_outputs() -> None:
         outbox.committed(_committed_clicks())
         owned, settled = owned_partitions(), {}
         for user_id in outbox.to_settle(quiet.next_offsets):
-            state = user_states.get(user_id)
-            if state is None or state.applied[0] not in owned or not state.outbox:
+            if (state := _holding_outputs(user_id, owned)) is None:
                 continue
             if outbox.settled(state.applied[0], state.outbox):
                 outbox.proven(state.applied[0], user_id)  # their next write drops them, or the write-out
@@ -257,13 +256,18 @@ async def settle_outputs() -> None:
                 state.outbox = None
                 settled[user_id] = state
         for user_id in outbox.to_write_out(settings.batch_size, quiet.next_offsets):  # a batch's worth a second
-            state = user_states.get(user_id)
-            if state is not None and state.applied[0] in owned and outbox.settled(state.applied[0], state.outbox):
-                if state.outbox:
-                    state.outbox = None
-                    settled[user_id] = state
+            state = _holding_outputs(user_id, owned)
+            if state is not None and outbox.settled(state.applied[0], state.outbox):
+                state.outbox = None
+                settled[user_id] = state
         if settled:
             metrics.state_bytes.inc(await user_states.write(settled))
+
+
+def _holding_outputs(user_id: str, owned: set[int]) -> UserState | None:
+    """The user's state, if it holds outputs and its partition is this worker's."""
+    state = user_states.get(user_id)
+    return state if state is not None and state.applied[0] in owned and state.outbox else None
 
 
 def _lookup(user_id: str) -> UserState | None:

@@ -75,10 +75,11 @@ async def create_before_start(changelogs: Sequence[TopicT] = (), timeout_s: floa
     later. Seen on a freshly started broker.
 
     ``changelogs`` are the tables' changelog topics. They are created here too, compacted:
-    left to Faust, a changelog was first made by a consumer's metadata request (the
-    profile materialiser follows it), and so by the broker's auto-creation, which deletes
-    after 7 days instead of compacting. A user quiet that long lost their state at the
-    next recovery, and an erased user's older states stayed until then.
+    left to Faust, a changelog was first made by a metadata request for it (the partition
+    check below, or the profile materialiser that follows it), and so by the broker's
+    auto-creation, which deletes after 7 days instead of compacting. A user quiet that
+    long lost their state at the next recovery, and an erased user's older states stayed
+    until then.
 
     Fatal problems stop the start here, with one line, before Faust starts: a broker
     still unreachable after ``timeout_s``, and partition counts that do not match

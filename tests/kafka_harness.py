@@ -236,6 +236,17 @@ async def read_all(topic: str, idle_s: float = 3.0, timeout: float = 60.0, boots
     return records
 
 
+def latest_values(topic: str, idle_s: float = 1.0) -> dict[str, bytes | None]:
+    """Each key's newest value on ``topic`` (a changelog, say): ``None`` is a tombstone."""
+    return {record.key.decode(): record.value for record in asyncio.run(read_all(topic, idle_s=idle_s))}
+
+
+def click_record(user: str, kind: str, at_s: float, **fields) -> tuple[bytes, bytes]:
+    """A click of ``user`` at ``at_s`` (epoch seconds), keyed by user, for :func:`produce`."""
+    doc = {"user_id": user, "type": kind, "ts": at_s * 1000, "event_id": f"{user}-{kind}-{at_s}", **fields}
+    return user.encode(), orjson.dumps(doc)
+
+
 class OwnBroker:
     """A Kafka broker of a test's own (scripts/services with its own state and ports), which it may stop."""
 

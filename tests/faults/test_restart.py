@@ -18,7 +18,8 @@ from app.recovery import SeekBeforeResumeRecovery
 from app.redis_profiles import RedisProfileStore
 from tables.codecs import decode_state
 from tests.kafka_harness import (
-    Worker, committed, fixed_model_replay, produce, read_all, read_jsonl, ticks, user_key, wait_until_consumed,
+    Worker, committed, fixed_model_replay, latest_values, produce, read_all, read_jsonl, ticks, user_key,
+    wait_until_consumed,
 )  # fmt: skip
 
 pytestmark = pytest.mark.integration
@@ -51,9 +52,7 @@ def test_kill_and_restart_keeps_exact_counts(tmp_path):
         second.start(timeout=150)  # waits out the dead member's session in the group
         # A replacement that commits only one offset per interval fails here (app/recovery.py).
         wait_until_consumed(second, second.topic("clicks"), timeout=120)
-        latest = {}
-        for record in asyncio.run(read_all(second.changelog, idle_s=2.0)):
-            latest[record.key.decode()] = record.value
+        latest = latest_values(second.changelog, idle_s=2.0)
         counts = {user: decode_state(raw).features.events for user, raw in latest.items()}
         assert counts == dict(unique)
 
@@ -107,7 +106,7 @@ def test_a_restart_re_decides_no_user_the_model_already_placed(tmp_path):
         time.sleep(3.0)  # the last batch's outputs
         published = asyncio.run(read_all(second.topic("segment-changes"), idle_s=1.0))
         changes = {orjson.loads(record.value)["event_id"] for record in published}
-        latest = {r.key.decode(): r.value for r in asyncio.run(read_all(second.changelog, idle_s=2.0))}
+        latest = latest_values(second.changelog, idle_s=2.0)
     finally:
         second.stop(signal.SIGTERM)
     segments = {user: decode_state(raw).membership.segment for user, raw in latest.items() if raw is not None}

@@ -17,7 +17,9 @@ import orjson
 import pytest
 import redis
 
-from tests.kafka_harness import SEGSTREAM, Worker, produce, read_all, wait_until_consumed
+from tests.kafka_harness import (
+    SEGSTREAM, Worker, click_record, latest_values, produce, read_all, wait_until_consumed,
+)  # fmt: skip
 from tests.polling import poll
 
 pytestmark = pytest.mark.integration
@@ -78,10 +80,7 @@ def test_an_erased_user_leaves_the_state_redis_the_triggers_and_every_segment(tm
         _wait(lambda: _redis_keys_of(client, prefix, erased), "the profile never reached Redis", worker)
         assert _status(worker, erased) == 200
 
-        done = subprocess.run([SEGSTREAM, "users", "erase", erased], env=worker.env, capture_output=True, text=True,
-                              timeout=60)  # fmt: skip
-        assert done.returncode == 0, done.stderr
-        assert "1 erasure requests" in done.stdout
+        assert "1 erasure requests" in _erase(worker, erased)
 
         def exits() -> list[dict]:
             records = asyncio.run(read_all(worker.topic("segment-changes"), idle_s=1.0))
@@ -107,9 +106,7 @@ def test_an_erased_user_leaves_the_state_redis_the_triggers_and_every_segment(tm
     finally:
         worker.stop(signal.SIGTERM)
 
-    latest = {}
-    for record in asyncio.run(read_all(worker.changelog, idle_s=1.0)):
-        latest[record.key.decode()] = record.value
+    latest = latest_values(worker.changelog)
     assert latest[erased] is None  # a tombstone: compaction removes the user's older records
     assert latest[kept] is not None
 
@@ -134,10 +131,12 @@ def test_an_erased_user_leaves_the_state_redis_the_triggers_and_every_segment(tm
         restarted.stop(signal.SIGTERM)
 
 
-def _erase(worker: Worker, *users: str) -> None:
+def _erase(worker: Worker, *users: str) -> str:
+    """``segstream users erase`` against ``worker``; its output."""
     done = subprocess.run([SEGSTREAM, "users", "erase", *users], env=worker.env, capture_output=True, text=True,
                           timeout=60)  # fmt: skip
     assert done.returncode == 0, done.stderr
+    return done.stdout
 
 
 def _checkpoints(worker: Worker) -> list[set[str]]:
@@ -147,13 +146,8 @@ def _checkpoints(worker: Worker) -> list[set[str]]:
 
 
 def _states_of(worker: Worker, user: str) -> list[bytes | None]:
-    """Every record of ``user`` the user-state changelog still holds: ``None`` is a tombstone."""
+    """Every record of ``user`` the user-state changelog still holds, older ones too: ``None`` is a tombstone."""
     return [r.value for r in asyncio.run(read_all(worker.changelog, idle_s=1.0)) if r.key == user.encode()]
-
-
-def _clicks(users, kind: str, at: float, **fields) -> list[tuple[bytes, bytes]]:
-    return [(user.encode(), orjson.dumps({"user_id": user, "type": kind, "ts": at * 1000,
-                                          "event_id": f"{user}-{kind}-{at}", **fields})) for user in users]  # fmt: skip
 
 
 def test_the_learner_forgets_an_erased_user_and_compaction_drops_every_older_copy(tmp_path):
@@ -169,10 +163,9 @@ def test_the_learner_forgets_an_erased_user_and_compaction_drops_every_older_cop
     erased, later, kept = buyers[0], buyers[1], buyers[2:]
     now = time.time()
     try:
-        orders = [(user.encode(), orjson.dumps({"user_id": user, "type": "purchase", "ts": (now + 1) * 1000,
-                                                "event_id": f"{user}-order", "value": 10.0 + n}))
-                  for n, user in enumerate(buyers)]  # fmt: skip
-        asyncio.run(produce(worker.topic("clicks"), _clicks(buyers, "page_view", now) + orders))
+        views = [click_record(user, "page_view", now) for user in buyers]
+        orders = [click_record(user, "purchase", now + 1, value=10.0 + n) for n, user in enumerate(buyers)]
+        asyncio.run(produce(worker.topic("clicks"), views + orders))
         wait_until_consumed(worker, worker.topic("clicks"), timeout=60)
         _wait(lambda: _checkpoints(worker) and erased in _checkpoints(worker)[-1], "no checkpoint holds the buyers",
               worker)  # fmt: skip
@@ -198,7 +191,7 @@ def test_the_learner_forgets_an_erased_user_and_compaction_drops_every_older_cop
         # Later writes on every partition roll the segments that hold the older copies; the
         # cleaner (every 15 s) then drops them, keeping the tombstone.
         time.sleep(6.0)
-        asyncio.run(produce(restarted.topic("clicks"), _clicks(kept, "page_view", now + 20)))
+        asyncio.run(produce(restarted.topic("clicks"), [click_record(user, "page_view", now + 20) for user in kept]))
         wait_until_consumed(restarted, restarted.topic("clicks"), timeout=60)
         _wait(lambda: _states_of(restarted, erased) == [None], "the changelog still holds the erased user's states",
               restarted, timeout=90)  # fmt: skip

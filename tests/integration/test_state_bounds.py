@@ -10,7 +10,7 @@ import orjson
 import pytest
 
 from tables.codecs import decode_state
-from tests.kafka_harness import Worker, produce, read_all, wait_until_consumed
+from tests.kafka_harness import Worker, click_record, latest_values, produce, read_all, wait_until_consumed
 from tests.polling import poll
 
 pytestmark = pytest.mark.integration
@@ -19,18 +19,6 @@ CONFIG = """
 [rules.segments]
 carted = "count(add_to_cart, 7d) >= 1"
 """
-
-
-def _click(user: str, kind: str, at: float) -> tuple[bytes, bytes]:
-    doc = {"user_id": user, "type": kind, "ts": at * 1000, "event_id": f"{user}-{kind}-{at}", "page": "/p/1"}
-    return user.encode(), orjson.dumps(doc)
-
-
-def _latest_states(worker: Worker) -> dict[str, bytes]:
-    latest = {}
-    for record in asyncio.run(read_all(worker.changelog, idle_s=1.0)):
-        latest[record.key.decode()] = record.value
-    return latest
 
 
 def test_a_quiet_user_is_written_once_without_the_outputs_a_commit_proved(tmp_path):
@@ -45,15 +33,15 @@ def test_a_quiet_user_is_written_once_without_the_outputs_a_commit_proved(tmp_pa
         # The quiet users enter "carted" (a change held in their states), then never come back.
         # Others' clicks go on, so commits pass the quiet users' marks: their outputs are
         # proven, and no partition is caught up to settle them before that.
-        first = [_click(user, "add_to_cart", now) for user in quiet]
+        first = [click_record(user, "add_to_cart", now, page="/p/1") for user in quiet]
         for second in range(12):
-            clicks = [_click(user, "page_view", now + 1 + second) for user in busy]
+            clicks = [click_record(user, "page_view", now + 1 + second, page="/p/1") for user in busy]
             asyncio.run(produce(worker.topic("clicks"), first + clicks if second == 0 else clicks))
             time.sleep(1.0)
         wait_until_consumed(worker, worker.topic("clicks"), timeout=60)
 
         def still_held() -> list[str]:
-            latest = _latest_states(worker)
+            latest = latest_values(worker.changelog)
             return [user for user in quiet if decode_state(latest[user]).outbox]
 
         poll(lambda: not still_held(), "proven outputs stayed in quiet users' states", 60, every=1.0,
