@@ -22,30 +22,33 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import orjson
 from faust.types import EventT
 
-from agents.engine import engine
-from agents.segment_users import deciding, observe_outputs, owned_partitions, send_outputs
 from app.cancel_safe import batches, finish_before_cancel
 from app.core.erasure import erase, request_id
 from app.delivery import guard
-from app.main import app
-from app.topics import erasures, model_samples
-from tables.user_state import user_states
+
+if TYPE_CHECKING:
+    from agents.segment_users import ClickSegmenting
+    from agents.worker_app import WorkerApp
 
 log = logging.getLogger(__name__)
 
 
-@app.agent(erasures, concurrency=1)
-async def erase_users(stream):
-    """Per batch of requests: exits published, then state, Redis and learner data removed."""
-    async for batch in batches(stream, 500, 0.5, events=True):
-        await guard.run(finish_before_cancel(_erase_batch(batch)), "the erasure agent")
+def register(worker: WorkerApp, clicks: ClickSegmenting) -> None:
+    """The erasure agent on ``worker``; it takes turns with the clicks agent (``clicks.deciding``)."""
+
+    @worker.app.agent(worker.topics.erasures, name=f"{__name__}.erase_users", concurrency=1)
+    async def erase_users(stream):
+        """Per batch of requests: exits published, then state, Redis and learner data removed."""
+        async for batch in batches(stream, 500, 0.5, events=True):
+            await guard.run(finish_before_cancel(_erase_batch(worker, clicks, batch)), "the erasure agent")
 
 
-async def _erase_batch(batch: Sequence[EventT]) -> None:
+async def _erase_batch(worker: WorkerApp, clicks: ClickSegmenting, batch: Sequence[EventT]) -> None:
     users: dict[str, tuple[int, str]] = {}  # user id -> (their partition: the request's, co-partitioned; request id)
     for event in batch:
         message = event.message
@@ -64,22 +67,22 @@ async def _erase_batch(batch: Sequence[EventT]) -> None:
     if not users:
         return
     now = time.time()
-    owned = owned_partitions()
-    async with deciding:
+    owned, states = clicks.owned_partitions(), worker.states
+    async with clicks.deciding:
         # Another worker's standby copy is not ours to publish exits for; its owner does.
-        states = [(user_id, user_states.get(user_id) if partition in owned else None, request)
-                  for user_id, (partition, request) in users.items()]  # fmt: skip
-        result = erase(engine, states, emitted_at=now)
+        found = [(user_id, states.get(user_id) if partition in owned else None, request)
+                 for user_id, (partition, request) in users.items()]  # fmt: skip
+        result = erase(worker.engine, found, emitted_at=now)
         records = [(kind, users[out["user_id"]][0], out["user_id"].encode(), orjson.dumps(out))
                    for kind, outputs in (("change", result.changes), ("erasure", result.erasures))
                    for out in outputs]  # fmt: skip
-        await send_outputs(records)
+        await clicks.send_outputs(records)
         # The state goes only once its exits and notices are delivered. A worker killed or
         # refused before then is handed the request again, and the state is still there to
         # say which segments to exit: exits sent and then deleted with it were lost for good.
-        if not await guard.delivered_after(app.producer.flush):
+        if not await guard.delivered_after(worker.app.producer.flush):
             return  # the worker stops (app/delivery.py); nothing of this batch is committed
-        await user_states.erase({user: users[user][0] for user in result.erased})
-        observe_outputs(result.changes, [])
-    guard.track(await model_samples.send(value=orjson.dumps({"erase": result.erased})))
+        await states.erase({user: users[user][0] for user in result.erased})
+        clicks.observe_outputs(result.changes, [])
+    guard.track(await worker.topics.model_samples.send(value=orjson.dumps({"erase": result.erased})))
     log.info("erased %d users (%d segment exits)", len(result.erased), len(result.changes))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import pickle
+from typing import TYPE_CHECKING
 
 import orjson
 
@@ -11,17 +12,34 @@ from app import metrics
 from app.cancel_safe import batches
 from app.core.learner import DriftEvent, Learner
 from app.delivery import guard
-from app.main import app, settings
 from app.model_feed import CURRENT, LEARNER, ModelFeed
-from app.topics import model_samples, segment_drift, segment_model
+from app.settings import Settings
 from tables.codecs import decode_model, encode_model
+
+if TYPE_CHECKING:
+    from agents.worker_app import WorkerApp
 
 log = logging.getLogger(__name__)
 
-model_feed = app.service(ModelFeed(settings.broker, segment_model.get_topic_name()))
+
+def register(worker: WorkerApp) -> None:
+    """The learner's agent: the worker that owns the one model-samples partition learns."""
+    settings, topics, model_feed = worker.settings, worker.topics, worker.model_feed
+
+    @worker.app.agent(topics.model_samples, name=f"{__name__}.learn_segments", concurrency=1)
+    async def learn_segments(stream):
+        """Learn every sample; publish snapshots and checkpoints to segment-model, drift to segment-drift."""
+        learner = None
+        async for batch in batches(stream, settings.batch_size, settings.batch_within_s):
+            if not settings.learn:
+                continue
+            if learner is None:
+                await model_feed.caught_up.wait()
+                learner = _restore_learner(settings, model_feed)
+            await _learn_batch(learner, batch, topics)
 
 
-def _restore_learner() -> Learner:
+def _restore_learner(settings: Settings, model_feed: ModelFeed) -> Learner:
     """Resume from the checkpoint on segment-model so versions keep increasing across restarts.
 
     A checkpoint learned under another learner configuration or feature list is not resumed
@@ -36,7 +54,8 @@ def _restore_learner() -> Learner:
             learner = pickle.loads(raw)
         except Exception:  # a checkpoint of an older learner layout: start afresh, versions still grow
             learner = None
-        if isinstance(learner, Learner) and hasattr(learner, "resumes") and learner.resumes(engine_cfg.learner, features):
+        resumable = isinstance(learner, Learner) and hasattr(learner, "resumes")
+        if resumable and learner.resumes(engine_cfg.learner, features):
             log.info("learner resumed at %d samples", learner.samples)
             return learner
         log.warning("learner checkpoint of another layout or configuration: learning afresh")
@@ -47,42 +66,33 @@ def _restore_learner() -> Learner:
     )  # fmt: skip
 
 
-@app.agent(model_samples, concurrency=1)
-async def learn_segments(stream):
-    """Learn every sample; publish snapshots and checkpoints to segment-model, drift to segment-drift."""
-    learner = None
-    async for batch in batches(stream, settings.batch_size, settings.batch_within_s):
-        if not settings.learn:
+async def _learn_batch(learner: Learner, batch, topics) -> None:
+    published = None
+    samples, erased = [], False
+    for raw in batch:
+        doc = orjson.loads(raw)
+        if isinstance(doc, dict):  # {"erase": [user ids]}: erased users leave the learner's samples
+            for user in doc.get("erase", ()):
+                learner.forget(user)
+            erased = True
+        else:
+            samples.extend(doc)
+    for vector, ts, *rest in samples:  # [vector | null, ts, rfm | null, user]
+        rfm, user = (rest + [None, None])[:2]
+        if rfm is not None:
+            published = next(iter(learner.learn_rfm(*rfm, ts=ts)), published)  # RFM-only, before clusters
+        if vector is None:
             continue
-        if learner is None:
-            await model_feed.caught_up.wait()
-            learner = _restore_learner()
-        published = None
-        samples, erased = [], False
-        for raw in batch:
-            doc = orjson.loads(raw)
-            if isinstance(doc, dict):  # {"erase": [user ids]}: erased users leave the learner's samples
-                for user in doc.get("erase", ()):
-                    learner.forget(user)
-                erased = True
+        for output in learner.learn(vector, ts, user=user):
+            if isinstance(output, DriftEvent):
+                log.warning("drift: model v%d -> v%d", output.previous_version, output.version)
+                metrics.drifts.inc()
+                guard.track(await topics.segment_drift.send(value=orjson.dumps(output.to_dict())))
             else:
-                samples.extend(doc)
-        for vector, ts, *rest in samples:  # [vector | null, ts, rfm | null, user]
-            rfm, user = (rest + [None, None])[:2]
-            if rfm is not None:
-                published = next(iter(learner.learn_rfm(*rfm, ts=ts)), published)  # RFM-only, before clusters
-            if vector is None:
-                continue
-            for output in learner.learn(vector, ts, user=user):
-                if isinstance(output, DriftEvent):
-                    log.warning("drift: model v%d -> v%d", output.previous_version, output.version)
-                    metrics.drifts.inc()
-                    guard.track(await segment_drift.send(value=orjson.dumps(output.to_dict())))
-                else:
-                    published = output
-        # published: the newest ModelSnapshot of this batch, if any
-        if published is not None or erased:  # a checkpoint without the erased users replaces the last one
-            guard.track(await segment_model.send(key=LEARNER, value=pickle.dumps(learner)))
-        if published is not None:
-            guard.track(await segment_model.send(key=CURRENT, value=encode_model(published)))
-            log.info("published model v%d after %d samples", published.version, learner.samples)
+                published = output
+    # published: the newest ModelSnapshot of this batch, if any
+    if published is not None or erased:  # a checkpoint without the erased users replaces the last one
+        guard.track(await topics.segment_model.send(key=LEARNER, value=pickle.dumps(learner)))
+    if published is not None:
+        guard.track(await topics.segment_model.send(key=CURRENT, value=encode_model(published)))
+        log.info("published model v%d after %d samples", published.version, learner.samples)

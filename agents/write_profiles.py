@@ -11,30 +11,34 @@ Redis when its version changes: ``segstream api`` lists segments from it.
 from __future__ import annotations
 
 import asyncio
+from typing import TYPE_CHECKING
 
-from agents.engine import engine
-from agents.profiles import materialiser, profile_store
 from app import metrics
-from app.main import app, settings
+
+if TYPE_CHECKING:
+    from agents.worker_app import WorkerApp
 
 MODEL_EVERY_S = 0.25
 
-if settings.profiles and settings.materialise_in_worker:
-    app.service(materialiser)
 
-
-@app.task
-async def publish_model() -> None:
-    """The current model to Redis, once per version; a failed write is tried again at the next pass."""
+def register(worker: WorkerApp) -> None:
+    """The materialiser (unless it runs beside the worker) and the model's writer, if profiles are on."""
+    settings, engine, profile_store = worker.settings, worker.engine, worker.profile_store
     if not settings.profiles:
         return
-    published = 0
-    while True:
-        model = engine.model
-        if model is not None and model.version != published:
-            try:
-                await profile_store.put_model(model.to_dict())
-                published = model.version
-            except Exception:  # written at a later pass
-                metrics.redis_errors.labels("write").inc()
-        await asyncio.sleep(MODEL_EVERY_S)
+    if settings.materialise_in_worker:
+        worker.app.service(worker.materialiser)
+
+    @worker.app.task
+    async def publish_model() -> None:
+        """The current model to Redis, once per version; a failed write is tried again at the next pass."""
+        published = 0
+        while True:
+            model = engine.model
+            if model is not None and model.version != published:
+                try:
+                    await profile_store.put_model(model.to_dict())
+                    published = model.version
+                except Exception:  # written at a later pass
+                    metrics.redis_errors.labels("write").inc()
+            await asyncio.sleep(MODEL_EVERY_S)

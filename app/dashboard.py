@@ -1,6 +1,6 @@
 """The live segment dashboard: what it shows, gathered while the stream runs.
 
-The worker (``app/web.py``) and ``segstream demo`` (``app/dashboard_server.py``)
+The worker (``agents/pages.py``) and ``segstream demo`` (``app/dashboard_server.py``)
 each keep one :class:`DashboardFeed` and serve the same page and the same
 ``/dashboard/data`` document (its contract is in the README). The page
 (``app/dashboard_assets/``) draws it in SVG with no library and polls every 2 s.

@@ -1,6 +1,6 @@
 """The dashboard outside the worker: ``segstream demo`` serves it from a thread with the standard library.
 
-The worker serves the same routes on Faust's web server (app/web.py).
+The worker serves the same routes on Faust's web server (agents/pages.py).
 """
 
 from __future__ import annotations

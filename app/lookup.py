@@ -1,7 +1,7 @@
 """The lookup API's answers, whichever server carries them.
 
 Two servers answer the same routes with this class: the worker's Faust web server
-(``app/web.py``, which can also read the user-state table) and ``segstream api``
+(``agents/pages.py``, which can also read the user-state table) and ``segstream api``
 (``app/lookup_server.py``, a process that only reads Redis and asks a worker on a
 miss). A :class:`Reply` is a status, a JSON body and headers.
 

@@ -38,11 +38,6 @@ from faust.tables import TableManager
 from faust.tables.recovery import Recovery
 
 
-# Called once the stream partitions are sought, before reading resumes, with the committed
-# offsets (of partitions ever committed) and the offsets reading resumes from.
-BEFORE_RESUME: list[Callable[[dict, dict], Awaitable[None]]] = []
-
-
 class SeekBeforeResumeRecovery(Recovery):
     resumed_at: dict = {}  # stream partition -> the offset its reading resumed from, at the latest recovery
     committed_at: dict = {}  # stream partition -> its committed offset then (none if never committed)
@@ -68,7 +63,7 @@ class SeekBeforeResumeRecovery(Recovery):
         if assignment:
             self.log.info("Seek stream partitions to committed offsets.")
             await self._wait(self._seek_streams(streams), timeout=self.app.conf.broker_request_timeout)
-            for hook in BEFORE_RESUME:
+            for hook in self.tables.before_resume:
                 await hook(self.committed_at, self.resumed_at)
         consumer.resume_partitions(streams)  # after the seek
         self.completed.set()
@@ -96,6 +91,12 @@ class SeekBeforeResumeRecovery(Recovery):
 
 class SeekBeforeResumeTableManager(TableManager):
     """Faust's table manager, recovering with :class:`SeekBeforeResumeRecovery`."""
+
+    def __init__(self, app, **kwargs) -> None:
+        super().__init__(app, **kwargs)
+        # Called once the stream partitions are sought, before reading resumes, with the committed
+        # offsets (of partitions ever committed) and the offsets reading resumes from.
+        self.before_resume: list[Callable[[dict, dict], Awaitable[None]]] = []
 
     @property
     def recovery(self) -> Recovery:

@@ -13,34 +13,53 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Callable, Collection, Iterator, Mapping
 
+import faust
 import orjson
 
 from app import metrics
 from app.core.state import UserState
-from app.main import app, settings
 from app.record_batches import BatchSender
-from app.topics import COMPACTED_USER_DATA
+from app.settings import Settings
+from app.topics import compacted_user_data
 from tables.codecs import RAW_SCHEMA, decode_state, encode_state
 
-user_to_state = app.Table(
-    "user_to_state",
-    partitions=settings.partitions,
-    schema=RAW_SCHEMA,
-    key_type=bytes,  # Faust picks the changelog's serializers from these, not from the schema
-    value_type=bytes,
-    extra_topic_configs=COMPACTED_USER_DATA,  # an erased user's older records go within user_data_retention_s
-    help="Per-user feature state and segment membership (tables.codecs.encode_state).",
-)
+TABLE = "user_to_state"  # with the app id, a storage schema: it names the changelog
+
+
+def user_state_table(app: faust.App, settings: Settings):
+    """``user_to_state`` on ``app``: its changelog is compacted and co-partitioned with the clicks."""
+    return app.Table(
+        TABLE,
+        partitions=settings.partitions,
+        schema=RAW_SCHEMA,
+        key_type=bytes,  # Faust picks the changelog's serializers from these, not from the schema
+        value_type=bytes,
+        # An erased user's older records go within user_data_retention_s.
+        extra_topic_configs=compacted_user_data(settings),
+        help="Per-user feature state and segment membership (tables.codecs.encode_state).",
+    )
 
 
 class UserStateCache:
-    """Decoded user states in front of ``user_to_state``; bounded, least recently used out."""
+    """Decoded user states in front of ``user_to_state``; bounded, least recently used out.
 
-    def __init__(self, table, max_users: int) -> None:
+    Built once per worker: it drops its cached states when partitions are revoked.
+    """
+
+    def __init__(self, app: faust.App, table, max_users: int) -> None:
+        self.app = app
         self.table = table
         self.max_users = max_users
         self._states: OrderedDict[str, UserState] = OrderedDict()
         self._sender = BatchSender(on_sent=metrics.count_sent)
+        app.on_partitions_revoked.connect(self._forget_revoked)
+
+    def ready(self) -> bool:
+        """The tables have recovered this worker's partitions from their changelogs."""
+        return not self.app.in_recovery and self.app.tables.recovery.completed.is_set()
+
+    async def _forget_revoked(self, app, revoked, **kwargs) -> None:  # noqa: ARG002 - Faust signal signature
+        self.clear()
 
     def get(self, user_id: str) -> UserState | None:
         state = self._states.get(user_id)
@@ -153,7 +172,7 @@ class UserStateCache:
                 partition_of[key] = partition  # lets the store drop keys of revoked partitions
             self._remember(user_id, state)
             records.append((partition, key, value))
-        producer = app.producer._ensure_producer()  # Faust's own aiokafka producer
+        producer = self.app.producer._ensure_producer()  # Faust's own aiokafka producer
         await self._sender.send(producer, self.table.changelog_topic.get_topic_name(), records)
         return written
 
@@ -173,7 +192,7 @@ class UserStateCache:
                 partition_of.pop(key, None)
             self._states.pop(user_id, None)
             records.append((partition, key, None))
-        producer = app.producer._ensure_producer()
+        producer = self.app.producer._ensure_producer()
         await self._sender.send(producer, self.table.changelog_topic.get_topic_name(), records)
 
     def _remember(self, user_id: str, state: UserState) -> None:
@@ -182,15 +201,3 @@ class UserStateCache:
         while len(self._states) > self.max_users:
             self._states.popitem(last=False)
 
-
-user_states = UserStateCache(user_to_state, max_users=settings.state_cache_users)
-
-
-def tables_ready() -> bool:
-    """The tables have recovered this worker's partitions from their changelogs."""
-    return not app.in_recovery and app.tables.recovery.completed.is_set()
-
-
-@app.on_partitions_revoked.connect
-async def _forget_revoked(app, revoked, **kwargs) -> None:  # noqa: ARG001 - Faust signal signature
-    user_states.clear()

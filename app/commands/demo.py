@@ -42,8 +42,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from app.commands.replay import replay, summary
-    from app.main import settings
+    from app.settings import load_settings
 
+    settings = load_settings()
     scenario = Scenario(users=args.users, events=args.events, seed=args.seed)
     pipeline = EmbeddedPipeline(settings.engine, min_event_time=settings.min_event_time)
     out_dir = args.out or Path(tempfile.mkdtemp(prefix="segstream-demo-"))

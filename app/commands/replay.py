@@ -102,8 +102,9 @@ def _load_model(path: Path) -> ModelSnapshot | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from app.main import settings
+    from app.settings import load_settings
 
+    settings = load_settings()
     if not args.file.is_file():
         print(f"segstream replay: no such file: {args.file}", file=sys.stderr)
         return 2

@@ -15,13 +15,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from agents.build import build_worker
     from app.delivery import guard
-    from app.main import app, settings
-    from app.settings import check_exposure
+    from app.logs import json_logging_config, quiet_client_errors, rate_limit_client_logs
+    from app.settings import check_exposure, load_settings
     from app.shutdown import Worker
 
-    import_agents()
-    from app.logs import json_logging_config, quiet_client_errors, rate_limit_client_logs
+    settings = load_settings()
+    built = build_worker(settings)
 
     level = args.loglevel or settings.log_level
     config = json_logging_config(level) if settings.log_format == "json" else None
@@ -29,8 +30,8 @@ def run(args: argparse.Namespace) -> int:
     quiet_client_errors()
     rate_limit_client_logs()  # a broker outage is a line every few seconds, not thousands
     _check_data_dir(settings.data_dir)
-    _create_topics()
-    worker = Worker(app, loglevel=level, logging_config=config, shutdown_timeout_s=settings.shutdown_timeout_s)
+    _create_topics(built)
+    worker = Worker(built.app, loglevel=level, logging_config=config, shutdown_timeout_s=settings.shutdown_timeout_s)
     try:
         worker.execute_from_commandline()  # raises SystemExit when the worker stops (SIGINT/SIGTERM)
     except SystemExit:
@@ -41,26 +42,15 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def import_agents() -> None:
-    """Register every agent and table on the app."""
-    import agents.learn_segments  # noqa: F401
-    import agents.deliver_webhooks  # noqa: F401
-    import agents.segment_users  # noqa: F401
-    import agents.erase_users  # noqa: F401
-    import agents.write_profiles  # noqa: F401
-    import app.web  # noqa: F401
-
-
-def _create_topics() -> None:
+def _create_topics(built) -> None:
     """Every topic exists, and the broker lists it, before the consumer joins its group."""
-    from app.main import app
     from app.topics import create_before_start
 
-    changelogs = [table.changelog_topic for table in app.tables.values()]
+    changelogs = [table.changelog_topic for table in built.app.tables.values()]
     # A loop of its own, never set as current: Faust's worker makes and runs the worker's loop.
     loop = asyncio.new_event_loop()
     try:
-        loop.run_until_complete(create_before_start(changelogs))
+        loop.run_until_complete(create_before_start(built.topics, changelogs))
     finally:
         loop.close()
 

@@ -13,9 +13,10 @@ import pytest
 from faust.types import TP
 
 from app.core.simulator import Scenario, generate
-from app.main import app
+from app.faust_app import create_app
 from app.recovery import SeekBeforeResumeRecovery
 from app.redis_profiles import RedisProfileStore
+from app.settings import load_settings
 from tables.codecs import decode_state
 from tests.kafka_harness import (
     Worker, committed, fixed_model_replay, latest_values, produce, read_all, read_jsonl, ticks, user_key,
@@ -136,7 +137,7 @@ def test_stream_partitions_resume_only_once_their_seek_has_landed():
     fetched meanwhile makes the seek's reset of the read offsets look like a hole in the
     log (app/recovery.py). Before the fix, the test above stalled in 2 of 8 runs.
     """
-    assert isinstance(app.tables.recovery, SeekBeforeResumeRecovery)
+    assert isinstance(create_app(load_settings(env={})).tables.recovery, SeekBeforeResumeRecovery)
     calls = []
     clicks, changelog = TP("clicks", 0), TP("user_to_state-changelog", 0)
     fake = MagicMock()

@@ -19,9 +19,11 @@ pytestmark = pytest.mark.integration
 
 CREATE = """
 import asyncio, orjson
+from agents.build import build_worker
+from app.settings import load_settings
 from app.topics import create_before_start
-from tables.user_state import user_to_state
-print(orjson.dumps(asyncio.run(create_before_start([user_to_state.changelog_topic]))).decode())
+worker = build_worker(load_settings())
+print(orjson.dumps(asyncio.run(create_before_start(worker.topics, [worker.table.changelog_topic]))).decode())
 """
 
 

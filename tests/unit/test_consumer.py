@@ -9,7 +9,8 @@ from faust.transport.drivers import aiokafka as aiokafka_driver
 from faust.types import TP
 
 from app.consumer import SnapshotFetchConsumer, Transport
-from app.main import app
+from app.faust_app import create_app
+from app.settings import load_settings
 
 CLICKS, CHANGELOG = TP("clicks", 0), TP("user_to_state-changelog", 0)
 
@@ -43,6 +44,7 @@ def test_no_active_partition_fetches_nothing():
 
 
 def test_the_app_consumes_through_the_snapshot_consumer():
+    app = create_app(load_settings(env={}))
     assert isinstance(app.consumer, SnapshotFetchConsumer)
     assert isinstance(app.transport, Transport)
 

@@ -120,12 +120,7 @@ def test_replay_of_a_1997_history_gives_features_as_of_1997(tmp_path, capsys):
 
 
 def test_replay_applies_the_min_event_time_setting(tmp_path, capsys, monkeypatch):
-    import dataclasses
-
-    import app.main
-
-    floor = 858_384_000.0  # 1997-03-15T00:00:00Z
-    monkeypatch.setattr(app.main, "settings", dataclasses.replace(app.main.settings, min_event_time=floor))
+    monkeypatch.setenv("SEGSTREAM_MIN_EVENT_TIME", "1997-03-15T00:00:00Z")  # replay reads the settings when it runs
     path = tmp_path / "history.jsonl"
     path.write_bytes(b"\n".join(HISTORY_1997) + b"\n")
     assert run(["replay", str(path), "--out", str(tmp_path / "out")]) == 0
