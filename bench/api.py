@@ -84,7 +84,7 @@ import aiohttp
 import orjson
 from redis.asyncio import Redis
 
-from app.commands.simulate import _Pacer, _produce
+from app.commands.simulate import Pacer, produce
 from app.core.simulator import Message, Scenario, generate
 from bench.api_load import runq_wait_s
 from bench.common import Report, cpu_seconds, free_port, peak_rss_mb
@@ -159,8 +159,8 @@ async def _run(args: argparse.Namespace, run_id: str, work_dir: Path) -> Report:
     redis = Redis.from_url(args.redis_url)
     try:
         started = time.perf_counter()
-        info["messages"], info["events"] = await _produce(_first(stream, args.events, seen), BROKER, clicks,
-                                                          _Pacer(0))  # fmt: skip
+        info["messages"], info["events"] = await produce(_first(stream, args.events, seen), BROKER, clicks,
+                                                          Pacer(0))  # fmt: skip
         info["produce_s"] = time.perf_counter() - started
         print(f"bench api: produced {info['events']:,} events of {len(seen):,} users", file=sys.stderr, flush=True)
         info.update(await _wait_caught_up(worker, app_id, clicks, urls["worker"], redis, redis_prefix, len(seen), args))
@@ -443,7 +443,7 @@ async def _while_clicks_flow(procs, worker_url, redis, stream, rate, clicks, app
         before = sum((await kafka.end_offsets(clicks)).values())
     started, cpu = time.perf_counter(), time.process_time()
     taken = [0]  # events taken from the stream (the last few may not have been sent when it stops)
-    producer = asyncio.create_task(_produce(_counting(stream, taken), BROKER, clicks, _Pacer(rate)))
+    producer = asyncio.create_task(produce(_counting(stream, taken), BROKER, clicks, Pacer(rate)))
     await asyncio.sleep(2.0)  # the worker is consuming before the load generator's warm-up starts
     results: dict[str, dict] = {}
     try:

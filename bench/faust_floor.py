@@ -50,16 +50,22 @@ def build_app(args: argparse.Namespace) -> faust.App:
                 first, cpu_first = time.perf_counter(), time.process_time()
             messages += len(batch)
             if messages >= args.messages:
-                last, cpu = time.perf_counter(), time.process_time() - cpu_first
-                result = {"messages": messages, "seconds": last - first, "cpu_s": cpu, "startup_s": first - started}
-                with open(args.out, "wb") as out:
-                    out.write(orjson.dumps(result))
-                os.kill(os.getpid(), signal.SIGTERM)  # the worker shuts down cleanly
+                finish(args.out, started, first, cpu_first, messages=messages)
 
     return app
 
 
-def main() -> int:
+def finish(out_path: str, started: float, first: float, cpu_first: float, **counts: int) -> None:
+    """Write the result (``counts``, the span from the first record, its CPU time, the startup), then stop."""
+    last, cpu = time.perf_counter(), time.process_time() - cpu_first
+    result = {**counts, "seconds": last - first, "cpu_s": cpu, "startup_s": first - started}
+    with open(out_path, "wb") as out:
+        out.write(orjson.dumps(result))
+    os.kill(os.getpid(), signal.SIGTERM)  # the worker shuts down cleanly
+
+
+def child_parser() -> argparse.ArgumentParser:
+    """The options every Faust child of ``bench kafka`` takes."""
     parser = argparse.ArgumentParser()
     parser.add_argument("--broker", default="kafka://127.0.0.1:9092")
     parser.add_argument("--topic", required=True)
@@ -69,13 +75,21 @@ def main() -> int:
     parser.add_argument("--web-port", type=int, required=True)
     parser.add_argument("--data-dir", required=True)
     parser.add_argument("--partitions", type=int, default=4)
-    parser.add_argument("--batch", type=int, default=1_000)
-    parser.add_argument("--within", type=float, default=0.2)
-    args = parser.parse_args()
+    return parser
+
+
+def serve(app: faust.App) -> int:
     from faust.worker import Worker
 
-    Worker(build_app(args), loglevel="warning").execute_from_commandline()
+    Worker(app, loglevel="warning").execute_from_commandline()
     return 0
+
+
+def main() -> int:
+    parser = child_parser()
+    parser.add_argument("--batch", type=int, default=1_000)
+    parser.add_argument("--within", type=float, default=0.2)
+    return serve(build_app(parser.parse_args()))
 
 
 if __name__ == "__main__":

@@ -19,8 +19,9 @@ import time
 from collections.abc import Iterator
 from typing import IO
 
-
 from app.core.simulator import Message, Scenario, assign_personas, generate
+
+__all__ = ["DEFAULT_BROKER", "Pacer", "add_parser", "produce", "run"]
 
 DEFAULT_BROKER = "kafka://127.0.0.1:9092"
 # Batches of this size keep the producer at well over 100k messages/s; the broker's
@@ -78,14 +79,14 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"segstream simulate: {exc}", file=sys.stderr)
         return 2
-    pacer = _Pacer(args.rate)
+    pacer = Pacer(args.rate)
     started = time.monotonic()
     try:
         if args.truth:
             _write_truth(args.truth, scenario)
         if args.to_kafka:
             broker = args.broker or os.environ.get("SEGSTREAM_BROKER") or DEFAULT_BROKER
-            messages, events = asyncio.run(_produce(generate(scenario), broker, args.topic, pacer))
+            messages, events = asyncio.run(produce(generate(scenario), broker, args.topic, pacer))
         else:
             messages, events = asyncio.run(_write_lines(generate(scenario), args.out or "-", pacer))
     except KeyboardInterrupt:
@@ -113,7 +114,7 @@ def _write_truth(path: str, scenario: Scenario) -> None:
         writer.writerows(assign_personas(scenario).items())
 
 
-class _Pacer:
+class Pacer:
     """Holds a producer to ``rate`` events/s by sleeping; 0 means no pacing.
 
     Sleeps are short (at most 0.25 s) so the loop stays responsive, and a producer that
@@ -139,7 +140,7 @@ class _Pacer:
             await asyncio.sleep(min(ahead, 0.25))
 
 
-async def _write_lines(messages: Iterator[Message], path: str, pacer: _Pacer) -> tuple[int, int]:
+async def _write_lines(messages: Iterator[Message], path: str, pacer: Pacer) -> tuple[int, int]:
     """Write one JSON message a line; return (messages, events)."""
     if path == "-":
         return await _write_to(sys.stdout.buffer, messages, pacer)
@@ -147,7 +148,7 @@ async def _write_lines(messages: Iterator[Message], path: str, pacer: _Pacer) ->
         return await _write_to(out, messages, pacer)
 
 
-async def _write_to(out: IO[bytes], messages: Iterator[Message], pacer: _Pacer) -> tuple[int, int]:
+async def _write_to(out: IO[bytes], messages: Iterator[Message], pacer: Pacer) -> tuple[int, int]:
     n_messages = n_events = pending = 0
     lines: list[bytes] = []
     for message in messages:
@@ -174,7 +175,7 @@ def _kafka_address(broker: str) -> str:
     return ",".join(h.split("://", 1)[1] if "://" in h else h for h in hosts)
 
 
-async def _produce(messages: Iterator[Message], broker: str, topic: str, pacer: _Pacer) -> tuple[int, int]:
+async def produce(messages: Iterator[Message], broker: str, topic: str, pacer: Pacer) -> tuple[int, int]:
     """Produce every message to ``topic``, keyed by user_id; return (messages, events).
 
     Messages go into per-partition record batches that are handed to the producer whole:

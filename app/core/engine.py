@@ -121,7 +121,7 @@ class Engine:
         self.segmenter = Segmenter(config.segmenter)
         self.watermark = Watermark(config.features.allowed_lateness_s)
         self._sample_cut = int(config.segmenter.sample_rate * _SAMPLE_BUCKETS)
-        self._vector = vector_reader(config.segmenter.features, config.features)
+        self.vector = vector_reader(config.segmenter.features, config.features)  # a user's raw model inputs (NaN: unobserved)
         self.rulebook = Rulebook(config.rules, config.features)
         triggers = config.rules.triggers
         self._cancellers = tuple((c.name, c.unless) for c in self.rulebook.conditions if c.unless)
@@ -253,7 +253,7 @@ class Engine:
         warmed = clustered and model.samples >= self.config.learner.warmup
         rulebook = None if self.rulebook.empty else self.rulebook
         signal_types, cancellers = self._signal_types, self._cancellers
-        read_vector = self._vector
+        read_vector = self.vector
         last_in_message = _last_in_message(events, messages)
         changed: dict[str, ClickEvent] = {}  # user -> last event applied since their last decision
         had_evidence: dict[str, bool] = {}  # user -> evidence as of their previous decision
@@ -415,7 +415,7 @@ class Engine:
             points.append((user_id, state, ts))
         if not points:
             return
-        scores = segmenter.scores([self._vector(state.features) for _, state, _ in points])
+        scores = segmenter.scores([self.vector(state.features) for _, state, _ in points])
         for (user_id, state, ts), row in zip(points, scores, strict=True):
             previous, features = state.membership.segment, state.features
             if segmenter.decide(state.membership, row, ts=ts, eligible=True) is None:

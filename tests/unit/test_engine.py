@@ -215,7 +215,7 @@ def test_a_new_fit_re_decides_users_who_send_nothing_more(messages, trained_mode
     rest = engine.redecide(pipeline.states.get, budget=len(engine.sweep), emitted_at=2e9)
     moves = first.changes + rest.changes
     assert {(c["change"], c["reason"], c["model_version"]) for c in moves} == {("moved", "model_refit", refit.version)}
-    scores = engine.segmenter.scores([engine._vector(state.features) for state in pipeline.states.values()])
+    scores = engine.segmenter.scores([engine.vector(state.features) for state in pipeline.states.values()])
     best = {user: refit.segment_ids[row.argmin()] for user, row in zip(pipeline.states, scores, strict=True)}
     assert all(pipeline.states[c["user_id"]].membership.segment == c["segment"] == best[c["user_id"]] for c in moves)
     placed = [user for user, state in pipeline.states.items() if state.membership.segment != "new"]

@@ -45,7 +45,7 @@ def agreement_with_final_model(pipeline: EmbeddedPipeline) -> float:
     """Share of placed users whose segment is the one the final model gives them."""
     engine = pipeline.engine
     placed = [(user, state) for user, state in pipeline.states.items() if state.membership.segment != "new"]
-    scores = engine.segmenter.scores([engine._vector(state.features) for _, state in placed])
+    scores = engine.segmenter.scores([engine.vector(state.features) for _, state in placed])
     best = [engine.model.segment_ids[row.argmin()] for row in scores]
     return sum(state.membership.segment == b for (_, state), b in zip(placed, best, strict=True)) / len(placed)
 
