@@ -9,8 +9,8 @@ from __future__ import annotations
 from agents import dashboard, deliver_webhooks, erase_users, learn_segments, pages, segment_users, write_profiles
 from agents.worker_app import WorkerApp
 from app import metrics
-from app.core.engine import Engine
-from app.core.segment_sizes import SegmentSizes
+from app.core.engine.process import Engine
+from app.core.segments.segment_sizes import SegmentSizes
 from app.dashboard import engine_feed
 from app.faust_app import create_app
 from app.model_feed import ModelFeed

@@ -5,7 +5,7 @@ erase`` writes them) reaches the worker that owns the user's state, since the to
 is co-partitioned with the clicks. For each user it:
 
 - publishes an ``exited`` change, reason ``erased``, for every segment they were in
-  (app/core/erasure.py), and an erasure notice on ``erased-users`` (the ``user.erased``
+  (app/core/engine/erasure.py), and an erasure notice on ``erased-users`` (the ``user.erased``
   webhook), and waits until the broker has them, before anything is deleted;
 - deletes the state from the table and its cache, and tombstones it in the changelog;
   their pending triggers and deadlines go with it;
@@ -28,7 +28,7 @@ import orjson
 from faust.types import EventT
 
 from app.cancel_safe import batches, finish_before_cancel
-from app.core.erasure import erase, request_id
+from app.core.engine.erasure import erase, request_id
 from app.delivery import guard
 
 if TYPE_CHECKING:

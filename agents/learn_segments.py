@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import logging
-import pickle
 from typing import TYPE_CHECKING
 
 import orjson
 
 from app import metrics
 from app.cancel_safe import batches
-from app.core.learner import DriftEvent, Learner
+from app.core.segments import checkpoint
+from app.core.segments.learner import DriftEvent, Learner
 from app.delivery import guard
 from app.model_feed import CURRENT, LEARNER, ModelFeed
 from app.settings import Settings
@@ -50,10 +50,7 @@ def _restore_learner(settings: Settings, model_feed: ModelFeed) -> Learner:
     features = tuple(engine_cfg.segmenter.features)
     raw = model_feed.latest.get(LEARNER)
     if raw is not None:
-        try:
-            learner = pickle.loads(raw)
-        except Exception:  # a checkpoint of an older learner layout: start afresh, versions still grow
-            learner = None
+        learner = checkpoint.loads(raw)  # None for an older learner layout: start afresh, versions still grow
         resumable = isinstance(learner, Learner) and hasattr(learner, "resumes")
         if resumable and learner.resumes(engine_cfg.learner, features):
             log.info("learner resumed at %d samples", learner.samples)
@@ -92,7 +89,7 @@ async def _learn_batch(learner: Learner, batch, topics) -> None:
                 published = output
     # published: the newest ModelSnapshot of this batch, if any
     if published is not None or erased:  # a checkpoint without the erased users replaces the last one
-        guard.track(await topics.segment_model.send(key=LEARNER, value=pickle.dumps(learner)))
+        guard.track(await topics.segment_model.send(key=LEARNER, value=checkpoint.dumps(learner)))
     if published is not None:
         guard.track(await topics.segment_model.send(key=CURRENT, value=encode_model(published)))
         log.info("published model v%d after %d samples", published.version, learner.samples)

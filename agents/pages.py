@@ -16,7 +16,7 @@ from faust.exceptions import SameNode
 
 from app import metrics
 from app.api import ApiError
-from app.core.profile import build_profile
+from app.core.profiles.profile import build_profile
 from app.dashboard import asset
 from app.delivery import guard
 from app.lookup import Lookup, Reply

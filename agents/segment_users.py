@@ -16,13 +16,13 @@ from faust.types import TP, EventT
 from app import metrics
 from app.cancel_safe import batches, finish_before_cancel
 from app.consumer import committed_offsets, fetch_reports
-from app.core.confine import process_confined
-from app.core.deadletter import dead_letter
-from app.core.events import ClickEvent, Reject, decode_message
+from app.core.engine.confine import process_confined
+from app.core.events.deadletter import dead_letter
+from app.core.events.decode import ClickEvent, Reject, decode_message
+from app.core.eventtime.quiet import QuietPartitions
 from app.core.features import OK
-from app.core.quiet import QuietPartitions
-from app.core.segmenter import Membership
-from app.core.state import UserState
+from app.core.segments.segmenter import Membership
+from app.core.state.user import UserState
 from app.delivery import guard
 from app.model_feed import CURRENT
 from app.outbox import Outbox
@@ -126,7 +126,7 @@ class ClickSegmenting:
             log.info("moved %d users out of retired segments %s", len(result.changes), sorted(retired))
 
     async def _redecide(self, now: float) -> None:
-        """The next users of the sweep after a new fit, re-decided under it (app/core/sweep.py)."""
+        """The next users of the sweep after a new fit, re-decided under it (app/core/segments/sweep.py)."""
         if not self.engine.sweep:
             return
         owned, states = self.owned_partitions(), self.states
@@ -316,7 +316,7 @@ class ClickSegmenting:
 
         def on_record(key: bytes, record: list) -> None:
             sizes.count(record)
-            if len(record) > 7 and record[7]:  # the outbox (app/core/state.py)
+            if len(record) > 7 and record[7]:  # the outbox (app/core/state/user.py)
                 held.extend((record[3][0], entry) for entry in record[7])
             if Membership.model_version_in(record[2]) < current:
                 undecided.append(key.decode())
@@ -371,7 +371,7 @@ class ClickSegmenting:
             await self._redecide(now)
 
     def _hear_from_broker(self) -> None:
-        """Where reading resumed, and what the latest fetches reported (app/core/quiet.py)."""
+        """Where reading resumed, and what the latest fetches reported (app/core/eventtime/quiet.py)."""
         owned = self.owned_click_partitions()
         resumed_at = self.app.tables.recovery.resumed_at
         self.quiet.resumed({tp.partition: offset for tp, offset in resumed_at.items() if tp in owned})

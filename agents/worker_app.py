@@ -7,8 +7,8 @@ from typing import Any
 
 import faust
 
-from app.core.engine import Engine
-from app.core.segment_sizes import SegmentSizes
+from app.core.engine.process import Engine
+from app.core.segments.segment_sizes import SegmentSizes
 from app.dashboard import DashboardFeed
 from app.model_feed import ModelFeed
 from app.profile_materialiser import ProfileMaterialiser

@@ -20,9 +20,9 @@ import hmac
 from collections.abc import Mapping
 from typing import Any
 
-from app.core.events import MAX_ID_CHARS
-from app.core.model import ModelSnapshot
-from app.core.profile import RULE_PREFIX
+from app.core.events.decode import MAX_ID_CHARS
+from app.core.profiles.profile import RULE_PREFIX
+from app.core.segments.model import ModelSnapshot
 
 DEFAULT_PAGE, MAX_PAGE = 100, 1_000
 MAX_CURSOR = 2**64 - 1  # Redis's SCAN cursors are unsigned 64-bit numbers

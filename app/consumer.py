@@ -80,7 +80,7 @@ def fetch_reports(app: faust.App, partitions: Set[TP]) -> dict[TP, tuple[Optiona
     """Per partition: the log end its latest successful fetch reported, and that fetch's wall time.
 
     aiokafka updates both on every fetch response without an error, records or not,
-    and neither while the broker is unreachable (app/core/quiet.py relies on that).
+    and neither while the broker is unreachable (app/core/eventtime/quiet.py relies on that).
     Its consumer runs in Faust's consumer thread: the time is read before the log
     end, so a fetch landing in between can only make the pair look older.
     """

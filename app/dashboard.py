@@ -28,9 +28,9 @@ from typing import Any
 import numpy as np
 
 from app.api import segment_catalog
-from app.core.events import format_ts
+from app.core.events.decode import format_ts
 from app.core.features import FeatureConfig, catalogue
-from app.core.profile import RULE_PREFIX
+from app.core.profiles.profile import RULE_PREFIX
 
 ASSETS = Path(__file__).with_name("dashboard_assets")
 CONTENT_TYPES = {".html": "text/html", ".js": "text/javascript", ".css": "text/css"}
@@ -44,7 +44,7 @@ class DashboardFeed:
     """Segment sizes over time, throughput, lag, drifts and recent outputs, bounded in memory.
 
     ``catalog()`` gives the segments as :func:`app.api.segment_catalog` lists them
-    and ``sizes()`` the users per ``(kind, segment)`` (:class:`app.core.segment_sizes.SegmentSizes`).
+    and ``sizes()`` the users per ``(kind, segment)`` (:class:`app.core.segments.segment_sizes.SegmentSizes`).
     The stream calls the ``observe_*`` methods; a timer (or the demo's loop) calls
     :meth:`sample`. One lock: the demo serves the page from another thread.
     """

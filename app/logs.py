@@ -16,7 +16,7 @@ from typing import Any
 import orjson
 from aiokafka.errors import IllegalGenerationError, KafkaError, RebalanceInProgressError, UnknownMemberIdError
 
-from app.core.events import format_ts
+from app.core.events.decode import format_ts
 
 
 class JsonFormatter(logging.Formatter):

@@ -6,7 +6,7 @@ Two servers answer the same routes with this class: the worker's Faust web serve
 miss). A :class:`Reply` is a status, a JSON body and headers.
 
 >>> import asyncio
->>> from app.core.profile import InMemoryProfileStore
+>>> from app.core.profiles.profile import InMemoryProfileStore
 >>> store = InMemoryProfileStore()
 >>> _ = store.write_many([{"user_id": "u1", "seq": 1, "segment": "new", "rules": []}])
 >>> lookup = Lookup(store, rules={}, token="t")
@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from app.api import ApiError, authorized, check_user_id, parse_page, segment_catalog
-from app.core.model import ModelSnapshot
-from app.core.profile import ProfileStore
+from app.core.profiles.profile import ProfileStore
+from app.core.segments.model import ModelSnapshot
 
 
 @dataclass

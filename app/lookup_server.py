@@ -21,7 +21,7 @@ from aiohttp import web
 
 from app import metrics
 from app.api import ApiError
-from app.core.model import ModelSnapshot
+from app.core.segments.model import ModelSnapshot
 from app.lookup import Lookup, Reply
 from app.openapi import DOCUMENT
 from app.redis_profiles import RedisProfileStore

@@ -44,7 +44,7 @@ model_silhouette = Gauge("segstream_model_silhouette", "Silhouette of the model'
 
 
 def observe_model(snapshot) -> None:
-    """The version, k and silhouette of the model now predicted with (an ``app.core.model.ModelSnapshot``)."""
+    """The version, k and silhouette of the model now predicted with (an ``app.core.segments.model.ModelSnapshot``)."""
     model_version.set(snapshot.version)
     model_k.set(len(snapshot.segment_ids))
     selection = snapshot.selection or {}

@@ -55,7 +55,7 @@ _SEGMENT = {
 _SELECTION = {
     "oneOf": [{"type": "null"}, {
         "type": "object", "required": ["k", "method"],
-        "description": "how the model's k, scaling and features were chosen (app/core/selection.py); "
+        "description": "how the model's k, scaling and features were chosen (app/core/segments/selection.py); "
                        "null before a cluster model exists",
         "properties": {
             "k": {"type": "integer"}, "method": {"enum": ["auto", "fixed", "online"]},

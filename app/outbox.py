@@ -38,7 +38,7 @@ committed offset at or past the mark proves the output delivered:
 
 An output is a dict that orjson writes, reads and writes again to the same bytes.
 
->>> from app.core.state import UserState
+>>> from app.core.state.user import UserState
 >>> outbox, state = Outbox(), UserState(applied=(2, 40))
 >>> outbox.hold({"u1": state}, [("trigger", {"event_id": "u1:hot_lead:1", "user_id": "u1"})], next_offsets={2: 41})
 [('trigger', 2, b'u1', b'{"event_id":"u1:hot_lead:1","user_id":"u1"}')]
@@ -60,7 +60,7 @@ from typing import Any
 
 import orjson
 
-from app.core.state import UserState
+from app.core.state.user import UserState
 
 Record = tuple[str, int, bytes, bytes]  # (kind, partition, key, value) for send_outputs
 

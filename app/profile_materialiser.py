@@ -21,7 +21,7 @@ Per batch, each user's records decide (:func:`profile_updates`):
   and its index entries go first. A state written after it starts its ``seq`` anew,
   below the old profile's, and could not replace it otherwise.
 
->>> from app.core.state import UserState
+>>> from app.core.state.user import UserState
 >>> from tables.codecs import encode_state
 >>> live, gone = encode_state(UserState()), encode_state(UserState().withdrawal())
 >>> updates = profile_updates([(b"u1", live), (b"u2", live), (b"u2", None), (b"u3", gone), (b"u2", live)])
@@ -42,9 +42,9 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import IllegalStateError, KafkaError
 
 from app.core.features import FeatureConfig
-from app.core.model import ModelSnapshot
-from app.core.profile import ProfileStore, build_profile
-from app.core.state import UserState
+from app.core.profiles.profile import ProfileStore, build_profile
+from app.core.segments.model import ModelSnapshot
+from app.core.state.user import UserState
 from app.kafka_follow import ConsumerService, bootstrap_servers, until_listed
 from tables.codecs import decode_state
 

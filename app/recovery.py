@@ -84,7 +84,7 @@ class SeekBeforeResumeRecovery(Recovery):
         starts = await consumer.earliest_offsets(*never_committed) if never_committed else {}
         if never_committed:
             await consumer.seek_wait({tp: starts[tp] for tp in never_committed})
-        # Nothing before these offsets is left to process (app/core/quiet.py).
+        # Nothing before these offsets is left to process (app/core/eventtime/quiet.py).
         self.resumed_at = {tp: starts[tp] if tp in starts else consumer._committed_offset[tp] for tp in streams}
         self.committed_at = {tp: self.resumed_at[tp] for tp in streams if tp not in starts}
 

@@ -26,7 +26,7 @@ from redis.asyncio import BlockingConnectionPool, Redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from app.core.profile import segment_ids
+from app.core.profiles.profile import segment_ids
 
 _WRITE = """
 local stored = redis.call('HGET', KEYS[1], 'seq')
@@ -59,7 +59,7 @@ return removed
 
 
 class RedisProfileStore:
-    """:class:`app.core.profile.ProfileStore` on Redis (tested against a real redis-server)."""
+    """:class:`app.core.profiles.profile.ProfileStore` on Redis (tested against a real redis-server)."""
 
     def __init__(
         self, url: str, *, ttl_s: float, timeout_s: float, prefix: str = "segstream:",

@@ -15,8 +15,8 @@ from typing import IO, Any
 
 import orjson
 
-from app.core.deadletter import dead_letter
-from app.core.embedded import EmbeddedPipeline, FeedResult
+from app.core.engine.embedded import EmbeddedPipeline, FeedResult
+from app.core.events.deadletter import dead_letter
 
 OUTPUT_FILES = (
     "segment_changes.jsonl", "triggers.jsonl", "erasures.jsonl", "drift.jsonl", "dlq.jsonl", "profiles.jsonl",

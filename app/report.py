@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Mapping
 
-from app.core.embedded import EmbeddedPipeline
-from app.core.model import NEW_SEGMENT
-from app.core.quality import adjusted_rand_index
+from app.core.engine.embedded import EmbeddedPipeline
+from app.core.segments.model import NEW_SEGMENT
+from app.core.segments.quality import adjusted_rand_index
 
 
 def segment_table(pipeline: EmbeddedPipeline, top: int = 3) -> str:

@@ -17,13 +17,13 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from app.core.engine import EngineConfig
-from app.core.events import MAX_MESSAGE_BYTES, parse_min_event_time
+from app.core.engine.process import EngineConfig
+from app.core.events.decode import MAX_MESSAGE_BYTES, parse_min_event_time
 from app.core.features import FeatureConfig
-from app.core.learner import LearnerConfig
-from app.core.rulebook import RFM_SEGMENTS, CustomTrigger, RulesConfig, TriggerConfig
-from app.core.rules import RuleError, parse_duration
-from app.core.segmenter import SegmenterConfig
+from app.core.rules.language import RuleError, parse_duration
+from app.core.rules.rulebook import RFM_SEGMENTS, CustomTrigger, RulesConfig, TriggerConfig
+from app.core.segments.learner import LearnerConfig
+from app.core.segments.segmenter import SegmenterConfig
 from app.core.webhooks import Subscriber
 
 ENV_PREFIX = "SEGSTREAM_"

@@ -65,7 +65,7 @@ class Topics:
         # Erasure requests, keyed by user_id: co-partitioned with clicks, so the worker that owns a
         # user's state erases it (agents/erase_users.py, segstream users erase).
         self.erasures = topic("erasures")
-        # Erasure notices (app/core/changes.py), keyed by user_id: what was erased, by request or for
+        # Erasure notices (app/core/engine/changes.py), keyed by user_id: what was erased, by request or for
         # withdrawn consent, for downstream systems to erase too (the user.erased webhook).
         self.erased_users = topic("erased-users", **expiring)
         self.segment_drift = topic("segment-drift", partitions=1)

@@ -25,7 +25,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from app.core.events import format_ts
+from app.core.events.decode import format_ts
 from app.core.webhooks import DELIVERED, DISABLE, RETRY, Subscriber, backoff_s, body_of
 from app.webhook_delivery import Attempt
 

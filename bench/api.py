@@ -85,7 +85,7 @@ import orjson
 from redis.asyncio import Redis
 
 from app.commands.simulate import Pacer, produce
-from app.core.simulator import Message, Scenario, generate
+from app.simulator import Message, Scenario, generate
 from bench.api_load import runq_wait_s
 from bench.common import Report, cpu_seconds, free_port, peak_rss_mb
 from bench.kafka_tools import BROKER, Kafka

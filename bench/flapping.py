@@ -1,7 +1,7 @@
 """Flapping: segment changes per user per hour of event time on a stationary stream.
 
 The simulator with ``shift_strength=0`` (personas never change) runs through the
-embedded pipeline (``app.core.embedded.EmbeddedPipeline``, default ``EngineConfig``,
+embedded pipeline (``app.core.engine.embedded.EmbeddedPipeline``, default ``EngineConfig``,
 learning as it goes) twice: with the default hysteresis and minimum dwell, and with
 both set to 0. A user's first change ("entered", out of segment "new") is warm-up and
 not counted; every later change is. Exposure is the event time from a user's first
@@ -19,10 +19,10 @@ import time
 from collections import Counter
 from datetime import datetime
 
-from app.core.embedded import EmbeddedPipeline
-from app.core.engine import EngineConfig
-from app.core.segmenter import SegmenterConfig
-from app.core.simulator import Scenario, generate
+from app.core.engine.embedded import EmbeddedPipeline
+from app.core.engine.process import EngineConfig
+from app.core.segments.segmenter import SegmenterConfig
+from app.simulator import Scenario, generate
 from bench.common import Report
 
 

@@ -15,9 +15,9 @@ import time
 
 import orjson
 
-from app.core.events import decode_message
+from app.core.events.decode import decode_message
 from app.core.features import FeatureConfig, UserFeatures
-from app.core.simulator import Scenario, generate
+from app.simulator import Scenario, generate
 from bench.common import Report
 
 

@@ -1,6 +1,6 @@
 """Kafka throughput: client ceiling, empty Faust agent and the segstream worker on one topic.
 
-Workload: the simulator's default traffic (``app.core.simulator.Scenario`` with only
+Workload: the simulator's default traffic (``app.simulator.Scenario`` with only
 users, events and events-per-message set), produced once to a fresh topic
 ``<run>-clicks`` (4 partitions, keyed by user_id) with the batch producer of
 ``segstream simulate --to-kafka``. Then, one after the other, each in its own
@@ -36,7 +36,7 @@ from pathlib import Path
 import orjson
 
 from app.commands.simulate import Pacer, produce
-from app.core.simulator import Scenario, generate
+from app.simulator import Scenario, generate
 from bench.common import Report, free_port
 from bench.kafka_tools import BROKER, Kafka
 from bench.segstream_worker import REPO, run_worker

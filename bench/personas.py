@@ -1,6 +1,6 @@
 """A second persona generator: planted shopper behaviours that segstream was not designed for.
 
-Specification (written for the quality benchmark, independently of ``app/core/simulator.py``)
+Specification (written for the quality benchmark, independently of ``app/simulator.py``)
 ---------------------------------------------------------------------------------------------
 - A population of ``users`` shoppers (default 3,000) is observed for ``days`` days (default 21)
   from ``start`` (a Monday, 00:00 in each user's own time zone). Each user follows exactly one

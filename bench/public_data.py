@@ -26,7 +26,7 @@ from pathlib import Path
 
 import orjson
 
-from app.core.events import decode_message
+from app.core.events.decode import decode_message
 
 __all__ = ["CDNOW_FILE", "MissingDependency", "cdnow_messages", "cdnow_rows", "cdnow_shift_years", "cdnow_path"]
 

@@ -30,12 +30,12 @@ from collections import Counter
 from datetime import datetime
 from typing import Any
 
-from app.core.embedded import EmbeddedPipeline
-from app.core.engine import EngineConfig
-from app.core.learner import LearnerConfig
-from app.core.model import NEW_SEGMENT
-from app.core.rulebook import RFM_SEGMENTS
-from app.core.segmenter import SegmenterConfig
+from app.core.engine.embedded import EmbeddedPipeline
+from app.core.engine.process import EngineConfig
+from app.core.rules.rulebook import RFM_SEGMENTS
+from app.core.segments.learner import LearnerConfig
+from app.core.segments.model import NEW_SEGMENT
+from app.core.segments.segmenter import SegmenterConfig
 from app.report import persona_agreement
 from bench.common import Report
 from bench.offline import feature_matrix, kmeans_scan, require_sklearn, scores_of

@@ -34,10 +34,10 @@ from pathlib import Path
 import numpy as np
 
 from app.commands.replay import replay
-from app.core.embedded import EmbeddedPipeline
-from app.core.engine import EngineConfig
-from app.core.simulator import Scenario, generate
+from app.core.engine.embedded import EmbeddedPipeline
+from app.core.engine.process import EngineConfig
 from app.replay_io import read_messages
+from app.simulator import Scenario, generate
 from bench.common import Report
 from tables.codecs import decode_state, encode_state
 

@@ -1,7 +1,7 @@
 """Rules overhead: 50 rule segments plus the default triggers, against no rules, same run.
 
 The simulator's default traffic is decoded once, then folded through the engine
-(``app.core.engine.Engine.process``, batches of --batch messages, a fixed model
+(``app.core.engine.process.Engine.process``, batches of --batch messages, a fixed model
 trained on the one-event-per-message traffic, no learner) under two configurations:
 
   none       no rule segments, every trigger off
@@ -28,11 +28,11 @@ import statistics
 import time
 
 from app.cli import tune_garbage_collector
-from app.core.embedded import EmbeddedPipeline
-from app.core.engine import Engine, EngineConfig
-from app.core.events import decode_message
-from app.core.rulebook import RFM_SEGMENTS, RulesConfig, TriggerConfig
-from app.core.simulator import Scenario, generate
+from app.core.engine.embedded import EmbeddedPipeline
+from app.core.engine.process import Engine, EngineConfig
+from app.core.events.decode import decode_message
+from app.core.rules.rulebook import RFM_SEGMENTS, RulesConfig, TriggerConfig
+from app.simulator import Scenario, generate
 from bench.common import Report
 
 # 45 distinct rules besides the RFM five, in the shapes marketers write: most change

@@ -5,8 +5,8 @@ from __future__ import annotations
 import faust
 import orjson
 
-from app.core.model import ModelSnapshot
-from app.core.state import UserState
+from app.core.segments.model import ModelSnapshot
+from app.core.state.user import UserState
 
 # Tables hold bytes; segstream encodes and decodes values itself (below).
 RAW_SCHEMA = faust.Schema(key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")

@@ -17,7 +17,7 @@ import faust
 import orjson
 
 from app import metrics
-from app.core.state import UserState
+from app.core.state.user import UserState
 from app.record_batches import BatchSender
 from app.settings import Settings
 from app.topics import compacted_user_data

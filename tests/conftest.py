@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from app.core.events import ClickEvent
+from app.core.events.decode import ClickEvent
 
 T0 = 1_767_225_600.0  # 2026-01-01T00:00:00Z
 

@@ -13,13 +13,13 @@ from pathlib import Path
 
 import numpy as np
 
-from app.core.embedded import EmbeddedPipeline, FeedResult
-from app.core.segment_sizes import SegmentSizes
-from app.core.simulator import Scenario, assign_personas, generate
+from app.core.engine.embedded import EmbeddedPipeline, FeedResult
+from app.core.segments.segment_sizes import SegmentSizes
 from app.dashboard import engine_feed
 from app.dashboard_server import DashboardServer
 from app.replay_io import OutputDir
 from app.report import persona_agreement, rule_table, segment_table
+from app.simulator import Scenario, assign_personas, generate
 
 DASHBOARD_SAMPLE_S = 0.5  # the demo runs for seconds, not hours: sample often
 
@@ -71,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
         for drift in result.drifts:
             d = drift.to_dict()
             feed.observe_drift(d)
-            if "shift" in d:  # a feature's mean moved (app/core/fit_monitor.py)
+            if "shift" in d:  # a feature's mean moved (app/core/segments/fit_monitor.py)
                 seen = f"mean {d['signal'].removeprefix('feature_mean:')} moved {d['shift']:+} spreads"
             else:
                 seen = f"distance to centroid {d['baseline_distance']} -> {d['drifted_distance']}"

@@ -52,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
 
 async def rebuild(settings, *, clear: bool = False) -> tuple[int, int, int]:
     """Read the changelog, then write its users' profiles; returns (written, refused, users)."""
-    from app.core.profile import build_profile
+    from app.core.profiles.profile import build_profile
     from app.redis_profiles import RedisProfileStore
     from app.topic_reader import latest_by_key
     from tables.codecs import decode_model, decode_state

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import orjson
 
-from app.core.embedded import EmbeddedPipeline, FeedResult
-from app.core.model import ModelSnapshot
+from app.core.engine.embedded import EmbeddedPipeline, FeedResult
+from app.core.segments.model import ModelSnapshot
 from app.replay_io import OutputDir, read_messages
 
 

@@ -1,6 +1,6 @@
 """``segstream simulate``: persona-driven click traffic to a file or to Kafka.
 
-Writes the stream of :mod:`app.core.simulator` as JSON Lines (one message a line: an
+Writes the stream of :mod:`app.simulator` as JSON Lines (one message a line: an
 object for a one-event message, an array otherwise), or produces it to a Kafka topic
 keyed by ``user_id``. ``--truth`` writes each user's persona as CSV, the ground truth
 the segments can be scored against.
@@ -19,7 +19,7 @@ import time
 from collections.abc import Iterator
 from typing import IO
 
-from app.core.simulator import Message, Scenario, assign_personas, generate
+from app.simulator import Message, Scenario, assign_personas, generate
 
 __all__ = ["DEFAULT_BROKER", "Pacer", "add_parser", "produce", "run"]
 

@@ -32,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
 async def request_erasure(settings, user_ids: list[str]) -> int:
     from aiokafka import AIOKafkaProducer
 
-    from app.core.erasure import erasure_request
+    from app.core.engine.erasure import erasure_request
 
     producer = AIOKafkaProducer(bootstrap_servers=settings.broker.removeprefix("kafka://"), acks="all")
     await producer.start()

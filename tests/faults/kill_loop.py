@@ -35,7 +35,7 @@ from pathlib import Path
 import orjson
 from aiokafka import AIOKafkaProducer
 
-from app.core.simulator import Scenario, generate
+from app.simulator import Scenario, generate
 from tables.codecs import decode_state
 from tests.kafka_harness import (
     BOOTSTRAP, Worker, committed, end_offsets, fixed_model_replay, read_all, read_jsonl, ticks, user_key,

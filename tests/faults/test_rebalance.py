@@ -10,7 +10,7 @@ from collections import Counter
 import orjson
 import pytest
 
-from app.core.simulator import Scenario, generate
+from app.simulator import Scenario, generate
 from tests.kafka_harness import (
     Worker, committed, fixed_model_replay, produce, read_all, read_jsonl, ticks, user_key, wait_until_consumed,
 )  # fmt: skip

@@ -12,7 +12,7 @@ import orjson
 import pytest
 from faust.types import TP
 
-from app.core.simulator import Scenario, generate
+from app.simulator import Scenario, generate
 from app.faust_app import create_app
 from app.recovery import SeekBeforeResumeRecovery
 from app.redis_profiles import RedisProfileStore

@@ -22,8 +22,8 @@ from pathlib import Path
 import orjson
 import pytest
 
+from app.core.segments.learner import DriftEvent
 from tests.browser_harness import Browser
-from app.core.learner import DriftEvent
 from tests.kafka_harness import ROOT, SEGSTREAM, free_port, produce, wait_until_consumed
 
 # The demo is seeded (seed 7), so its output is fixed. Its default run has a drift (its shift

@@ -21,7 +21,7 @@ import pytest
 from hypothesis import Phase, given, seed, settings
 from hypothesis import strategies as st
 
-from app.core.events import decode_message
+from app.core.events.decode import decode_message
 from tables.codecs import decode_state
 from tests.event_strategies import events, messages
 from tests.kafka_harness import SEGSTREAM, produce, read_all, read_jsonl, wait_until_consumed

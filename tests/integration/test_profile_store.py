@@ -9,10 +9,10 @@ import uuid
 import pytest
 from redis.asyncio import Redis
 
-from app.core.events import ClickEvent
+from app.core.events.decode import ClickEvent
 from app.core.features import FeatureConfig
-from app.core.profile import InMemoryProfileStore
-from app.core.state import UserState
+from app.core.profiles.profile import InMemoryProfileStore
+from app.core.state.user import UserState
 from app.profile_materialiser import ProfileMaterialiser
 from app.redis_profiles import RedisProfileStore
 from tables.codecs import encode_state

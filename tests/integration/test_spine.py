@@ -12,9 +12,9 @@ import msgspec
 import orjson
 import pytest
 
-from app.core.events import parse_ts
-from app.core.simulator import Scenario, generate
+from app.core.events.decode import parse_ts
 from app.report import persona_agreement
+from app.simulator import Scenario, generate
 from tests.kafka_harness import SEGSTREAM, produce, read_all, read_jsonl, user_key, wait_until_consumed
 from tests.polling import poll
 from tests.scrape import sample, scrape, segment_users

@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from app.core.events import KNOWN_TYPES, decode_message
+from app.core.events.decode import KNOWN_TYPES, decode_message
 from bench.personas import BEHAVIOURS, PersonaSpec, build
 
 NOW = datetime(2027, 1, 1).timestamp()  # after every generated event

@@ -9,16 +9,16 @@ from pathlib import Path
 import orjson
 import pytest
 
-from app.core.embedded import EmbeddedPipeline
-from app.core.engine import EngineConfig
-from app.core.events import ClickEvent, decode_message
+from app.core.engine.embedded import EmbeddedPipeline
+from app.core.engine.process import EngineConfig
+from app.core.events.decode import ClickEvent, decode_message
 from app.core.features import MODEL_FEATURES, FeatureConfig, UserFeatures, catalogue
 from app.core.features import MAX_CATEGORIES, MAX_GAPS
-from app.core.rulebook import Rulebook, RulesConfig, known_names
-from app.core.learner import LearnerConfig
-from app.core.segmenter import SegmenterConfig, vector_reader
-from app.core.simulator import Scenario, generate
-from app.core.state import UserState
+from app.core.rules.rulebook import Rulebook, RulesConfig, known_names
+from app.core.segments.learner import LearnerConfig
+from app.core.segments.segmenter import SegmenterConfig, vector_reader
+from app.core.state.user import UserState
+from app.simulator import Scenario, generate
 from tests.conftest import T0, click
 
 CFG = FeatureConfig()

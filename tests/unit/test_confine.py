@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from app.core.confine import Failure, process_confined
-from app.core.engine import Engine, EngineConfig
-from app.core.events import ClickEvent
+from app.core.engine.confine import Failure, process_confined
+from app.core.engine.process import Engine, EngineConfig
+from app.core.events.decode import ClickEvent
 from tables.codecs import decode_state, encode_state
 
 T = 1_767_225_600.0

@@ -8,10 +8,10 @@ from datetime import datetime
 import orjson
 import pytest
 
-from app.core.embedded import EmbeddedPipeline
-from app.core.engine import EngineConfig
-from app.core.segmenter import Segmenter
-from app.core.simulator import Scenario, generate
+from app.core.engine.embedded import EmbeddedPipeline
+from app.core.engine.process import EngineConfig
+from app.core.segments.segmenter import Segmenter
+from app.simulator import Scenario, generate
 
 SCENARIO = Scenario(users=300, events=15_000, seed=3)
 
@@ -129,8 +129,8 @@ def test_embedded_pipeline_counts_every_outcome():
 
 def test_rebuilding_from_stored_state_matches_copying(messages, trained_model):
     """The worker rebuilds snapshots from the stored bytes; replay copies. Same output."""
-    from app.core.engine import Engine
-    from app.core.events import decode_message
+    from app.core.engine.process import Engine
+    from app.core.events.decode import decode_message
     from tables.codecs import decode_state, encode_state
 
     engine = Engine(EngineConfig())
@@ -153,8 +153,8 @@ def test_rebuilding_from_stored_state_matches_copying(messages, trained_model):
 
 def test_redelivered_messages_are_skipped_whole():
     """After a crash Kafka redelivers from the last commit: the state knows what it applied."""
-    from app.core.engine import Engine
-    from app.core.events import ClickEvent
+    from app.core.engine.process import Engine
+    from app.core.events.decode import ClickEvent
 
     engine = Engine(EngineConfig())
     states: dict = {}
@@ -237,7 +237,7 @@ def test_a_replay_ends_with_every_user_re_decided_under_the_last_fit(messages, t
 
 def _evidence_decisions(users: int) -> list:
     """Each user reaches evidence (5 events over 2 sessions) at their last event, one event per call."""
-    from app.core.events import ClickEvent
+    from app.core.events.decode import ClickEvent
 
     start = 1_767_225_600.0
     return [[ClickEvent(f"n{u}", "product_view", start + u + gap) for gap in (0, 60, 120, 7_200, 7_260)]
@@ -248,7 +248,7 @@ def _evidence_decisions(users: int) -> list:
 def test_first_evidence_is_always_sampled_only_until_the_model_has_warmed_up(trained_model, warmed_up):
     """Before warm-up every user with evidence must reach the learner (a small site gets a
     model); after it, sampling a big site's newcomers by hash alone is enough."""
-    from app.core.engine import Engine
+    from app.core.engine.process import Engine
 
     config = EngineConfig()
     engine = Engine(config)

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import orjson
 
-from app.core.embedded import EmbeddedPipeline
-from app.core.engine import Engine, EngineConfig
-from app.core.erasure import erase
-from app.core.events import ClickEvent
-from app.core.learner import Learner, LearnerConfig
-from app.core.rulebook import RulesConfig, TriggerConfig
-from app.core.segment_sizes import SegmentSizes
-from app.core.state import UserState
+from app.core.engine.embedded import EmbeddedPipeline
+from app.core.engine.erasure import erase
+from app.core.engine.process import Engine, EngineConfig
+from app.core.events.decode import ClickEvent
+from app.core.rules.rulebook import RulesConfig, TriggerConfig
+from app.core.segments.learner import Learner, LearnerConfig
+from app.core.segments.segment_sizes import SegmentSizes
+from app.core.state.user import UserState
 
 T0 = 1_767_225_600.0
 

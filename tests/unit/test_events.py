@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from app.core.events import (
+from app.core.events.decode import (
     KNOWN_TYPES,
     MAX_MESSAGE_BYTES,
     InvalidEvent,
@@ -62,7 +62,7 @@ def _forbid_fallback(monkeypatch):
     def fail(*args, **kwargs):
         raise AssertionError("the fast path fell back to decode_slowly")
 
-    monkeypatch.setattr("app.core.events.decode_slowly", fail)
+    monkeypatch.setattr("app.core.events.decode.decode_slowly", fail)
 
 
 @pytest.mark.parametrize("ts", ["1997-05-14T09:30:00Z", "1997-05-14T11:30:00+02:00", 863_602_200, 863_602_200_000])
@@ -288,7 +288,7 @@ def test_fast_decoder_agrees_with_the_validator_on_any_message(doc, floor):
 def test_fast_decoder_devices_are_the_contract_devices():
     from typing import get_args
 
-    from app.core.events import DEVICES, ClickEvent
+    from app.core.events.decode import DEVICES, ClickEvent
 
     device_type = ClickEvent.__annotations__["device"]
     assert "Literal" in str(device_type) and all(d in str(device_type) for d in DEVICES)

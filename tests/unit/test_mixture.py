@@ -8,8 +8,10 @@ import warnings
 import numpy as np
 import pytest
 
-from app.core.mixture import Mixture, atom_redundancy_weights, choose_k, find_atoms, grow, redundancy_weights, refine
-from app.core.selection import adjusted_rand, kmeans
+from app.core.segments.mixture import (
+    Mixture, atom_redundancy_weights, choose_k, find_atoms, grow, redundancy_weights, refine,
+)  # fmt: skip
+from app.core.segments.selection import adjusted_rand, kmeans
 
 
 def _audiences(rng: np.random.Generator, n: int = 900) -> tuple[np.ndarray, np.ndarray]:

@@ -9,12 +9,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from app.api import ApiError, authorized, check_user_id, parse_page, segment_catalog
-from app.core.events import format_ts
+from app.core.events.decode import format_ts
 from app.core.features import FeatureConfig
-from app.core.interactions import KEEP, PAGE_CHARS, Interactions
-from app.core.model import ModelSnapshot
-from app.core.profile import InMemoryProfileStore, build_profile, segment_ids
-from app.core.state import UserState
+from app.core.profiles.interactions import KEEP, PAGE_CHARS, Interactions
+from app.core.profiles.profile import InMemoryProfileStore, build_profile, segment_ids
+from app.core.segments.model import ModelSnapshot
+from app.core.state.user import UserState
 from app.profile_materialiser import ProfileMaterialiser, profile_updates
 from tables.codecs import encode_state
 from tests.conftest import T0, click

@@ -6,9 +6,9 @@ import random
 import zlib
 from collections import deque
 
-from app.core.embedded import EmbeddedPipeline
-from app.core.engine import EngineConfig
-from app.core.simulator import Scenario, generate
+from app.core.engine.embedded import EmbeddedPipeline
+from app.core.engine.process import EngineConfig
+from app.simulator import Scenario, generate
 
 PARTITIONS = 4
 ORDER_SEED = 1  # an order in which, before refits re-decided users, 10.7% kept a weaker fit's segment

@@ -8,8 +8,8 @@ import orjson
 import pytest
 
 from app.cli import run
-from app.core.simulator import Scenario, generate
 from app.replay_io import OUTPUT_FILES
+from app.simulator import Scenario, generate
 
 
 @pytest.fixture(scope="module")

@@ -7,11 +7,11 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from app.core.events import ClickEvent
+from app.core.events.decode import ClickEvent
 from app.core.features import WEEKDAYS, FeatureConfig, local_time
-from app.core.rulebook import Rulebook, RulesConfig
-from app.core.rules import RuleError
-from app.core.state import UserState
+from app.core.rules.language import RuleError
+from app.core.rules.rulebook import Rulebook, RulesConfig
+from app.core.state.user import UserState
 
 
 @pytest.mark.parametrize("zone", ["UTC", "Europe/Paris", "Asia/Kolkata", "America/St_Johns", "Asia/Kathmandu"])
@@ -44,9 +44,9 @@ def test_rfm_tiers_cover_every_score_exactly_once():
 
     import numpy as np
 
-    from app.core.rulebook import RFM_SEGMENTS
-    from app.core.rule_eval import compile_rule
-    from app.core.rules import parse
+    from app.core.rules.evaluate import compile_rule
+    from app.core.rules.language import parse
+    from app.core.rules.rulebook import RFM_SEGMENTS
 
     grid = np.array(list(product(range(1, 6), repeat=3)), dtype=float)
     columns = {"r_score": grid[:, 0], "f_score": grid[:, 1], "m_score": grid[:, 2]}

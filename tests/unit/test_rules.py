@@ -10,8 +10,8 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from app.core.rule_eval import compile_rule
-from app.core.rules import (
+from app.core.rules.evaluate import compile_rule
+from app.core.rules.language import (
     BOOL,
     NUMBER,
     TEXT,

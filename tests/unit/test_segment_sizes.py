@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from app.core.embedded import EmbeddedPipeline
-from app.core.engine import EngineConfig
-from app.core.segment_sizes import SegmentSizes
-from app.core.simulator import Scenario, generate
+from app.core.engine.embedded import EmbeddedPipeline
+from app.core.engine.process import EngineConfig
+from app.core.segments.segment_sizes import SegmentSizes
+from app.simulator import Scenario, generate
 
 
 def test_sizes_from_changes_equal_a_recount_of_the_states() -> None:

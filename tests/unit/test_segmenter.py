@@ -10,9 +10,9 @@ import random
 import numpy as np
 import pytest
 
-from app.core.learner import DriftEvent, Learner, LearnerConfig
-from app.core.model import ModelSnapshot, name_centroids
-from app.core.segmenter import Membership, Segmenter, SegmenterConfig
+from app.core.segments.learner import DriftEvent, Learner, LearnerConfig
+from app.core.segments.model import ModelSnapshot, name_centroids
+from app.core.segments.segmenter import Membership, Segmenter, SegmenterConfig
 
 FEATURES = ("conversion", "search_share", "mobile_share")
 CFG = SegmenterConfig(features=FEATURES, log_features=(), min_dwell_s=100.0, hysteresis=0.2)
@@ -174,7 +174,7 @@ def test_unknown_algorithm_is_refused():
 def test_a_fit_that_got_better_then_one_far_sample_is_no_drift():
     """ADWIN also detects decreases, and River empties its window at the next update:
     the direction must be judged at the detection, not on the one sample after it."""
-    from app.core.fit_monitor import FitMonitor
+    from app.core.segments.fit_monitor import FitMonitor
 
     rng = np.random.default_rng(0)
     monitor = FitMonitor(mean=np.zeros(1), std=np.ones(1), centroids=np.array([[0.0]]), cooldown=100)

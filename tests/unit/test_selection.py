@@ -10,14 +10,14 @@ import numpy as np
 import orjson
 import pytest
 
-from app.core.embedded import EmbeddedPipeline
-from app.core.engine import EngineConfig
-from app.core.learner import Learner, LearnerConfig
-from app.core.model import ModelSnapshot
-from app.core.rfm import rfm_scores
-from app.core.scaling import fit_scaling
-from app.core.segmenter import Membership, Segmenter, SegmenterConfig
-from app.core.selection import continue_fit, select_k
+from app.core.engine.embedded import EmbeddedPipeline
+from app.core.engine.process import EngineConfig
+from app.core.segments.learner import Learner, LearnerConfig
+from app.core.segments.model import ModelSnapshot
+from app.core.segments.rfm import rfm_scores
+from app.core.segments.scaling import fit_scaling
+from app.core.segments.segmenter import Membership, Segmenter, SegmenterConfig
+from app.core.segments.selection import continue_fit, select_k
 
 
 def planted(centers: int, sizes: list[int], dims: int, seed: int) -> np.ndarray:
@@ -183,7 +183,7 @@ def test_an_rfm_only_snapshot_is_no_cluster_model():
 
 
 def test_a_small_site_gets_a_model():
-    from app.core.simulator import Scenario, generate
+    from app.simulator import Scenario, generate
 
     messages = [m.to_bytes() for m in generate(Scenario(users=60, events=1_500, seed=4))]
     pipeline = EmbeddedPipeline(EngineConfig())

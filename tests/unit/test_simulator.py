@@ -1,4 +1,4 @@
-"""Tests of the persona-driven traffic simulator (app/core/simulator.py)."""
+"""Tests of the persona-driven traffic simulator (app/simulator.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import statistics
 import orjson
 import pytest
 
-from app.core.simulator import (
+from app.simulator import (
     MAX_LATENESS_MS,
     PERSONAS,
     SESSION_GAP_MS,
@@ -381,7 +381,7 @@ def test_shift_leaves_personas_alone():
 
 
 def test_every_message_passes_the_click_event_decoder():
-    events_module = pytest.importorskip("app.core.events")
+    events_module = pytest.importorskip("app.core.events.decode")
     scenario = Scenario(users=30, events=1_500, seed=13, events_per_message=6)
     now = (scenario.start_ms + 30 * 86_400_000) / 1000
     decoded = 0

@@ -9,10 +9,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from app.core.embedded import EmbeddedPipeline
-from app.core.engine import EngineConfig
-from app.core.events import ClickEvent, format_ts
-from app.core.rulebook import CustomTrigger, RulesConfig, TriggerConfig
+from app.core.engine.embedded import EmbeddedPipeline
+from app.core.engine.process import EngineConfig
+from app.core.events.decode import ClickEvent, format_ts
+from app.core.rules.rulebook import CustomTrigger, RulesConfig, TriggerConfig
 
 T0 = 1_767_225_600.0  # 2026-01-01T00:00:00Z
 MIN = 60.0
@@ -168,7 +168,7 @@ def test_custom_trigger_without_unless_fires_on_the_rising_edge():
 
 
 def test_triggers_do_not_depend_on_batch_boundaries():
-    from app.core.simulator import Scenario, generate
+    from app.simulator import Scenario, generate
 
     messages = [m.to_bytes() for m in generate(Scenario(users=200, events=8_000, seed=5))]
     outputs = []
@@ -187,7 +187,7 @@ def test_unless_and_within_go_together(bad):
 
 
 def test_a_config_with_a_bad_rule_fails_at_start_up():
-    from app.core.rules import RuleError
+    from app.core.rules.language import RuleError
 
     with pytest.raises(RuleError, match="rule 'vip', position 10"):
         replace(EngineConfig(), rules=RulesConfig(segments={"vip": "monetary >"}))
@@ -204,7 +204,7 @@ _cart_events = st.lists(
 @given(_cart_events)
 def test_trigger_state_stays_bounded_whatever_the_user_sends(stream):
     """Carts and pending deadlines have a size bound, even for a user far ahead of the watermark."""
-    from app.core.signals import MAX_PENDING, Signals
+    from app.core.triggers.signals import MAX_PENDING, Signals
 
     cfg = TriggerConfig(win_back_days=1)
     custom = (("stalled", "purchase"),)

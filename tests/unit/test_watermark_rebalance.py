@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import math
 
-from app.core.quiet import QuietPartitions
-from app.core.watermark import Watermark
+from app.core.eventtime.quiet import QuietPartitions
+from app.core.eventtime.watermark import Watermark
 
 
 def _rebalance(wm: Watermark, quiet: QuietPartitions, revoked, assigned, now: float) -> None:

@@ -10,7 +10,7 @@ The expressions of the features a reader needs are compiled into one function,
 so a reader costs what the hand-written arithmetic would, and a feature cannot
 mean one thing to the model and another to a rule.
 
->>> from app.core.events import ClickEvent
+>>> from app.core.events.decode import ClickEvent
 >>> from app.core.features import FeatureConfig, UserFeatures
 >>> cfg = FeatureConfig()
 >>> user = UserFeatures()

@@ -27,7 +27,7 @@ import zlib
 from operator import attrgetter
 from typing import Any
 
-from app.core.events import ClickEvent
+from app.core.events.decode import ClickEvent
 from app.core.features.config import FeatureConfig
 from app.core.features.localtime import FOLD_CACHE, fold_facts
 

@@ -217,11 +217,11 @@ def parse_event(
     >>> parse_event({"user_id": "u1", "type": "purchase", "ts": "2019-12-31T23:59:59Z"}, min_event_time=1577836800)
     Traceback (most recent call last):
     ...
-    app.core.events.InvalidEvent: field 'ts': before min_event_time 2020-01-01T00:00:00Z
+    app.core.events.decode.InvalidEvent: field 'ts': before min_event_time 2020-01-01T00:00:00Z
     >>> parse_event({"user_id": "u1", "type": "page_view"})
     Traceback (most recent call last):
     ...
-    app.core.events.InvalidEvent: field 'ts': missing
+    app.core.events.decode.InvalidEvent: field 'ts': missing
     """
     user_id = doc.get("user_id")
     if type(user_id) is not str or not user_id or len(user_id) > MAX_ID_CHARS:
@@ -305,7 +305,7 @@ def parse_ts(raw: Any) -> float:
     >>> parse_ts("1969-12-31T23:59:59Z")
     Traceback (most recent call last):
     ...
-    app.core.events.InvalidEvent: field 'ts': must be on or after 1970-01-01T00:00:00Z
+    app.core.events.decode.InvalidEvent: field 'ts': must be on or after 1970-01-01T00:00:00Z
     """
     if type(raw) is str:
         try:

@@ -9,8 +9,8 @@ cart's deadline to that event's time plus the timeout. A purchase at or before
 the deadline clears the items added up to it; one after the deadline finds the
 cart already abandoned. An ``add_to_cart`` after the deadline starts a new cart.
 
->>> from app.core.events import ClickEvent
->>> from app.core.rulebook import TriggerConfig
+>>> from app.core.events.decode import ClickEvent
+>>> from app.core.rules.rulebook import TriggerConfig
 >>> cfg, signals = TriggerConfig(cart_abandon_s=1800), Signals()
 >>> signals.on_event(ClickEvent("u1", "add_to_cart", 1000.0, page="/p/1", value=20.0), cfg, (), None)
 >>> signals.next_due(cfg)
@@ -26,7 +26,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from app.core.events import ClickEvent, format_ts
+from app.core.events.decode import ClickEvent, format_ts
 
 TRIGGER_SCHEMA = 1
 CART = "cart_abandon"

@@ -8,14 +8,14 @@ user counts once.
 Fits. The first fit comes once ``min_users`` distinct users have a sample; the
 model is refitted each time that number doubles, until ``warmup`` users (so a
 small site gets a model early, and a big one a better one soon after). A fit
-chooses the scaling and the features (:mod:`app.core.scaling`), then the model:
+chooses the scaling and the features (:mod:`app.core.segments.scaling`), then the model:
 
 - ``algorithm="Mixture"`` (the default): a mixture with per-segment spreads, point
-  masses and missing values (:mod:`app.core.mixture`), grown top-down with k by BIC
+  masses and missing values (:mod:`app.core.segments.mixture`), grown top-down with k by BIC
   (``n_clusters="auto"``) or at a fixed k. Between fits, River's KMeans rule moves the
   mean of the segment the mixture assigns each sample to
-  (:class:`~app.core.river_mixture.MixtureKMeans`);
-- ``algorithm="KMeans"``: k-means, k by :mod:`app.core.selection` or fixed, seeding
+  (:class:`~app.core.segments.river_mixture.MixtureKMeans`);
+- ``algorithm="KMeans"``: k-means, k by :mod:`app.core.segments.selection` or fixed, seeding
   River's KMeans, which then learns online;
 - any other River clusterer learns online from the first fit on.
 
@@ -24,7 +24,7 @@ snapshot is published every ``publish_every`` samples. After the warm-up the mod
 refitted on the latest users every ``refit_every`` samples, as they gain evidence.
 
 Drift: ADWIN watches each sample's distance to the model of the last warm-up or drift
-fit, and each feature's mean (:class:`~app.core.fit_monitor.FitMonitor`; periodic refits
+fit, and each feature's mean (:class:`~app.core.segments.fit_monitor.FitMonitor`; periodic refits
 keep that reference, so they cannot hide a population that moved). When the fit got
 more than ``drift_tolerance`` worse, or a feature's mean moved, the learner collects
 ``refresh_window`` fresh samples, refits on the latest users (k chosen again), bumps the
@@ -34,7 +34,7 @@ of a fit are ignored.
 Refits keep the segments they can. A mixture refit at the same k is continued by EM from
 the current model's labels, and kept unless a fresh fit is better by more than
 ``refit_continuity`` per user; k-means is continued by Lloyd steps from the previous
-centroids under the same rule (:func:`~app.core.selection.continue_fit`).
+centroids under the same rule (:func:`~app.core.segments.selection.continue_fit`).
 
 Segment ids. After a refit, each new segment inherits the id of the old segment it
 shares the most fit-sample users with (Hungarian assignment on the Jaccard index, at
@@ -71,14 +71,14 @@ import numpy as np
 from river import cluster
 from scipy.optimize import linear_sum_assignment
 
-from app.core import mixture
-from app.core.fit_monitor import FitMonitor
-from app.core.learner_config import AUTO, MIXTURE, DriftEvent, LearnerConfig
-from app.core.model import ModelSnapshot, name_centroids
-from app.core.rfm import RfmQuintiles
-from app.core.river_mixture import MixtureKMeans
-from app.core.scaling import Scaling, fit_scaling
-from app.core.selection import (
+from app.core.segments import mixture
+from app.core.segments.fit_monitor import FitMonitor
+from app.core.segments.learner_config import AUTO, MIXTURE, DriftEvent, LearnerConfig
+from app.core.segments.model import ModelSnapshot, name_centroids
+from app.core.segments.rfm import RfmQuintiles
+from app.core.segments.river_mixture import MixtureKMeans
+from app.core.segments.scaling import Scaling, fit_scaling
+from app.core.segments.selection import (
     SILHOUETTE_ROWS,
     pairwise_distances,
     adjusted_rand,
@@ -280,7 +280,7 @@ class Learner:
         return fixed_k(z, cfg.n_clusters, rng=self._rng, restarts=cfg.restarts, iterations=cfg.lloyd_iterations)
 
     def _fit_mixture(self, data: np.ndarray, scaling: Scaling) -> tuple[MixtureKMeans, dict[str, Any]]:
-        """A mixture (app/core/mixture.py) on ``data``, k by BIC or fixed; continued from the last when as good."""
+        """A mixture (:mod:`.mixture`) on ``data``, k by BIC or fixed; continued from the last when as good."""
         cfg = self.config
         z = scaling.transform(data, missing=np.nan)
         auto = cfg.n_clusters == AUTO

@@ -7,8 +7,8 @@ then undoes the attempt and runs every message on its own: the messages that
 fail, in folding or in encoding their users' states, become :class:`Failure`\\ s
 for the dead-letter topic, and the others are applied as they would have been.
 
->>> from app.core.engine import Engine, EngineConfig
->>> from app.core.events import ClickEvent
+>>> from app.core.engine.process import Engine, EngineConfig
+>>> from app.core.events.decode import ClickEvent
 >>> engine = Engine(EngineConfig())
 >>> states = {}
 >>> events = [ClickEvent("u1", "search", 1_767_225_600.0), ClickEvent("u2", "search", 1_767_225_601.0)]
@@ -25,9 +25,9 @@ from collections.abc import Callable, Collection, Hashable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from app.core.engine import BatchResult, Engine
-from app.core.events import ClickEvent
-from app.core.state import UserState
+from app.core.engine.process import BatchResult, Engine
+from app.core.events.decode import ClickEvent
+from app.core.state.user import UserState
 
 
 @dataclass(frozen=True)

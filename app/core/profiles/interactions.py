@@ -3,7 +3,7 @@
 Each is ``[type, ts, page, value]``: the page cut to ``PAGE_CHARS`` and the value
 only for events that carry one, so ten of them stay a few hundred bytes.
 
->>> from app.core.events import ClickEvent
+>>> from app.core.events.decode import ClickEvent
 >>> recent = Interactions()
 >>> for second in (3.0, 1.0, 2.0):
 ...     recent.add(ClickEvent("u1", "page_view", second, page="/home"))
@@ -16,7 +16,7 @@ from __future__ import annotations
 from bisect import insort
 from typing import Any
 
-from app.core.events import ClickEvent, format_ts
+from app.core.events.decode import ClickEvent, format_ts
 
 KEEP = 10
 PAGE_CHARS = 64  # as a cart item

@@ -1,4 +1,4 @@
-"""River's online KMeans, moving the segment a :class:`~app.core.mixture.Mixture` assigns.
+"""River's online KMeans, moving the segment a :class:`~app.core.segments.mixture.Mixture` assigns.
 
 Between fits the learner keeps the segments following the stream the way River's
 ``KMeans`` does: each sample moves one centre by ``halflife`` of its distance. Here
@@ -7,7 +7,7 @@ atoms, missing values), not the nearest in Euclidean terms, and only along the v
 the sample has off the atoms. Spreads, atoms and weights stay as fitted until the next fit.
 
 >>> import numpy as np
->>> from app.core.mixture import grow
+>>> from app.core.segments.mixture import grow
 >>> rng = np.random.default_rng(0)
 >>> z = np.concatenate([rng.normal(-2, 0.3, (100, 1)), rng.normal(2, 0.3, (100, 1))])
 >>> model = MixtureKMeans(grow(z, k_max=2, rng=rng, stop_early=False)[2].mixture, features=("x",), halflife=0.5)
@@ -25,7 +25,7 @@ from collections.abc import Sequence
 import numpy as np
 from river import cluster
 
-from app.core.mixture import Mixture
+from app.core.segments.mixture import Mixture
 
 
 class MixtureKMeans(cluster.KMeans):

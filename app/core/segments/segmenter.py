@@ -1,15 +1,15 @@
 """Segment assignment: vectorised prediction, then hysteresis and minimum dwell.
 
 The segmenter predicts for a whole batch at once with numpy against the current
-:class:`~app.core.model.ModelSnapshot`, then walks the batch in order to decide,
+:class:`~app.core.segments.model.ModelSnapshot`, then walks the batch in order to decide,
 per user, whether membership changes. A user near a boundary does not flap: a
 move needs the new segment to be clearly better and the user to have stayed
 ``min_dwell_s`` of event time in the current segment. "Better" depends on the model:
-for a mixture (:mod:`app.core.mixture`, the snapshot carries one), the new segment
+for a mixture (:mod:`app.core.segments.mixture`, the snapshot carries one), the new segment
 must be at least ``min_odds`` times as likely for the user as the current one; for a
 distance model, its centroid must be ``hysteresis`` closer.
 
->>> from app.core.model import ModelSnapshot
+>>> from app.core.segments.model import ModelSnapshot
 >>> features = ("conversion", "search_share")
 >>> snap = ModelSnapshot(1, features, (), (0.0, 0.0), (1.0, 1.0), ((0.0, 0.0), (4.0, 0.0)),
 ...                      ("c1", "c2"), ("rarely buys", "converts"), 100, 0.0)
@@ -31,8 +31,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from app.core.features import MODEL_FEATURES, FeatureConfig, UserFeatures, catalogue
-from app.core.mixture import Mixture
-from app.core.model import NEW_SEGMENT, ModelSnapshot, log_columns, standardize
+from app.core.segments.mixture import Mixture
+from app.core.segments.model import NEW_SEGMENT, ModelSnapshot, log_columns, standardize
 
 # The candidates: the catalogue's model inputs. The learner drops, per fit, those the data
 # leaves missing or constant, and log-transforms the skewed ones on top of these.
@@ -55,7 +55,7 @@ class SegmenterConfig:
     min_odds: float = 4.0  # mixtures: a move needs the new segment this many times as likely
     min_dwell_s: float = 3_600.0  # event time in a segment before the next move
     sample_rate: float = 0.1  # share of user updates the learner sees
-    redecide_per_batch: int = 250  # users re-decided per batch after a new fit (app/core/sweep.py)
+    redecide_per_batch: int = 250  # users re-decided per batch after a new fit (app/core/segments/sweep.py)
 
     def __post_init__(self) -> None:
         vector_reader(self.features)  # raises on unknown names

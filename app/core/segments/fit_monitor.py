@@ -45,7 +45,7 @@ from collections.abc import Sequence
 import numpy as np
 from river import drift
 
-from app.core.model import standardize
+from app.core.segments.model import standardize
 
 MIN_WINDOW = 30  # samples in ADWIN's window before its mean is judged
 Z = 3.0  # standard errors by which that mean must clear the limit

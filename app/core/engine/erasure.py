@@ -1,6 +1,6 @@
 """Erasure on request: a user leaves every segment and every pending deadline, and their state goes.
 
->>> from app.core.engine import EngineConfig
+>>> from app.core.engine.process import EngineConfig
 >>> engine, state = Engine(EngineConfig()), UserState()
 >>> state.signals.rules = ["big_spender"]
 >>> result = erase(engine, [("u1", state, "1767225000000")], emitted_at=1_767_225_600.0)
@@ -17,10 +17,10 @@ from collections.abc import Iterable
 
 import orjson
 
-from app.core.changes import REQUESTED, erasure_notice, exit_changes
-from app.core.engine import BatchResult, Engine
-from app.core.events import format_ts
-from app.core.state import UserState
+from app.core.engine.changes import REQUESTED, erasure_notice, exit_changes
+from app.core.engine.process import BatchResult, Engine
+from app.core.events.decode import format_ts
+from app.core.state.user import UserState
 
 
 def erasure_request(user_id: str, requested_at: float) -> bytes:

@@ -11,7 +11,7 @@ distance computation is batched, and a message is never split across batches,
 so the output does not depend on how the stream was cut into batches. Users
 inside their minimum dwell cannot move, so their distances are not computed.
 
->>> from app.core.events import ClickEvent
+>>> from app.core.events.decode import ClickEvent
 >>> engine = Engine(EngineConfig())
 >>> states = {}
 >>> result = engine.process([ClickEvent("u1", "page_view", 1_767_225_600.0)], states.get)
@@ -31,17 +31,17 @@ from typing import Any
 
 import numpy as np
 
-from app.core.changes import CHANGE_SCHEMA, CONSENT_WITHDRAWN, erasure_notice, exit_changes
-from app.core.deadlines import DeadlineIndex
-from app.core.events import ClickEvent, format_ts
+from app.core.engine.changes import CHANGE_SCHEMA, CONSENT_WITHDRAWN, erasure_notice, exit_changes
+from app.core.events.decode import ClickEvent, format_ts
+from app.core.eventtime.watermark import Watermark
 from app.core.features import OK, FeatureConfig, UserFeatures
-from app.core.learner import LearnerConfig
-from app.core.model import NEW_SEGMENT, ModelSnapshot
-from app.core.rulebook import Rulebook, RulesConfig
-from app.core.segmenter import Segmenter, SegmenterConfig, vector_reader
-from app.core.state import UserState
-from app.core.sweep import RefitSweep
-from app.core.watermark import Watermark
+from app.core.rules.rulebook import Rulebook, RulesConfig
+from app.core.segments.learner import LearnerConfig
+from app.core.segments.model import NEW_SEGMENT, ModelSnapshot
+from app.core.segments.segmenter import Segmenter, SegmenterConfig, vector_reader
+from app.core.segments.sweep import RefitSweep
+from app.core.state.user import UserState
+from app.core.triggers.deadlines import DeadlineIndex
 
 WITHDRAWN = "withdrawn"  # an event of a user who withdrew consent, not profiled
 REDELIVERED = "redelivered"  # an at-least-once redelivery of a message already applied
@@ -85,7 +85,7 @@ class BatchResult:
     outcomes: Counter = field(default_factory=Counter)  # ok / late / duplicate
     erased: list[str] = field(default_factory=list)  # users whose states are to be deleted
     withdrawn: list[str] = field(default_factory=list)  # users who withdrew consent: profile and samples go
-    erasures: list[dict[str, Any]] = field(default_factory=list)  # erasure notices (app/core/changes.py)
+    erasures: list[dict[str, Any]] = field(default_factory=list)  # erasure notices (app/core/engine/changes.py)
 
     def absorb(self, later: BatchResult) -> None:
         """Append the result of the events that came after this one's."""

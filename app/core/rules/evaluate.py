@@ -1,11 +1,11 @@
-"""Vectorised evaluation of parsed rules (:mod:`app.core.rules`) over a batch.
+"""Vectorised evaluation of parsed rules (:mod:`app.core.rules.language`) over a batch.
 
 :func:`compile_rule` turns a rule into a function of a batch of columns (one numpy
 array per name) that returns one bool per row. Numbers are float arrays with NaN
 for missing; text and booleans are object arrays with None for missing.
 
 >>> import numpy as np
->>> from app.core.rules import parse
+>>> from app.core.rules.language import parse
 >>> evaluate = compile_rule(parse("monetary > 100 and device == 'mobile'"), {"monetary": "number", "device": "text"})
 >>> evaluate({"monetary": np.array([150.0, 150.0, np.nan]),
 ...           "device": np.array(["mobile", "desktop", "mobile"], dtype=object)}).tolist()
@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from app.core.rules import (
+from app.core.rules.language import (
     BOOL, NUMBER, TEXT, And, Between, Compare, Count, In, Literal, Name, Node, Not, Or, RuleError, Truthy, Value,
     count_key, to_text,
 )  # fmt: skip

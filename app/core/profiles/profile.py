@@ -4,9 +4,9 @@ A profile is built from a user's state alone, so it can always be rebuilt from
 the user-state table. ``seq`` counts the events folded into the state; it only
 grows, so a store keeps a write only if its ``seq`` is not older than the one it has.
 
->>> from app.core.events import ClickEvent
+>>> from app.core.events.decode import ClickEvent
 >>> from app.core.features import FeatureConfig
->>> from app.core.state import UserState
+>>> from app.core.state.user import UserState
 >>> state = UserState()
 >>> event = ClickEvent("u1", "purchase", 1_767_225_600.0, value=30.0, page="/p/7")
 >>> state.features.apply(event, FeatureConfig()), state.interactions.add(event)
@@ -25,10 +25,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from app.core.events import format_ts
+from app.core.events.decode import format_ts
 from app.core.features import FeatureConfig
-from app.core.model import NEW_SEGMENT, ModelSnapshot
-from app.core.state import UserState
+from app.core.segments.model import NEW_SEGMENT, ModelSnapshot
+from app.core.state.user import UserState
 
 PROFILE_SCHEMA = 1
 RULE_PREFIX = "rule:"  # rule segments' ids in the segment index: rule:<name>

@@ -19,12 +19,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from app.core.engine import Engine, EngineConfig
-from app.core.profile import build_profile
-from app.core.events import ClickEvent, Reject, decode_message
-from app.core.learner import DriftEvent, Learner
-from app.core.model import ModelSnapshot
-from app.core.state import UserState
+from app.core.engine.process import Engine, EngineConfig
+from app.core.events.decode import ClickEvent, Reject, decode_message
+from app.core.profiles.profile import build_profile
+from app.core.segments.learner import DriftEvent, Learner
+from app.core.segments.model import ModelSnapshot
+from app.core.state.user import UserState
 
 
 @dataclass
@@ -125,7 +125,7 @@ class EmbeddedPipeline:
         out.outcomes.update(result.outcomes)
 
     def profiles(self) -> Iterable[dict[str, Any]]:
-        """Every user's profile (:mod:`app.core.profile`) as of the stream's last event time.
+        """Every user's profile (:mod:`app.core.profiles.profile`) as of the stream's last event time.
 
         ``updated_at`` is that event time too, so a replay's output depends only on its input.
         """

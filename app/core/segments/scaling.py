@@ -19,7 +19,7 @@ on the fit sample (one row per user):
    features dominate. The winsorized spread ignores the extreme users, not the gap.
 
 The scaled value is then ``(x - centre) / scale`` clipped to +-5
-(:func:`app.core.model.standardize`). The centre and scale are frozen until the
+(:func:`app.core.segments.model.standardize`). The centre and scale are frozen until the
 next fit and ship in the snapshot as ``mean``/``std``, so the learner, the fit
 monitor and every segmenter transform identically.
 
@@ -44,7 +44,7 @@ from functools import cached_property
 
 import numpy as np
 
-from app.core.model import log_columns, standardize
+from app.core.segments.model import log_columns, standardize
 
 SKEW_FOR_LOG = 1.0  # sample skewness above which a non-negative feature is log1p'ed
 WINSOR = (1, 99)  # percentiles the spread is measured between

@@ -2,14 +2,14 @@
 
 The rulebook reads, at each decision point (a user's last event in a message),
 one row of the values its rules name, and evaluates every rule over all rows of
-a batch at once with numpy (:mod:`app.core.rules`).
+a batch at once with numpy (:mod:`app.core.rules.language`).
 
 Names a rule can read:
 
 - every feature of the catalogue by its name (``monetary``, ``recency_days``,
   ``activity_1h``, ``view_to_cart``, ``trait_age``, ...; :mod:`app.core.features.catalogue`),
   as of the user's latest event;
-- ``r_score``, ``f_score``, ``m_score``: RFM scores 1 to 5 (:mod:`app.core.rfm`);
+- ``r_score``, ``f_score``, ``m_score``: RFM scores 1 to 5 (:mod:`app.core.segments.rfm`);
 - ``trait.<name>``: a trait as sent (a number if listed in
   ``features.numeric_traits``, else text);
 - ``device`` and ``event``: the device and type of the user's latest event;
@@ -18,8 +18,8 @@ Names a rule can read:
 - ``count(<event type>, <duration>)``: events of that type in the window; the
   user state keeps one bucketed counter per window the rules name.
 
->>> from app.core.events import ClickEvent
->>> from app.core.state import UserState
+>>> from app.core.events.decode import ClickEvent
+>>> from app.core.state.user import UserState
 >>> book = Rulebook(RulesConfig(segments={"mobile_buyer": "device == 'mobile' and purchases >= 1"}),
 ...                 FeatureConfig())
 >>> state = UserState()
@@ -41,12 +41,12 @@ from typing import Any, Callable
 
 import numpy as np
 
-from app.core.events import ClickEvent
+from app.core.events.decode import ClickEvent
 from app.core.features import WEEKDAYS, FeatureConfig, UserFeatures, catalogue, local_time, typed_window
-from app.core.rfm import Edges, rfm_scores
-from app.core.rule_eval import compile_rule
-from app.core.rules import NUMBER, TEXT, Node, RuleError, counts_in, names_in, parse
-from app.core.state import UserState
+from app.core.rules.evaluate import compile_rule
+from app.core.rules.language import NUMBER, TEXT, Node, RuleError, counts_in, names_in, parse
+from app.core.segments.rfm import Edges, rfm_scores
+from app.core.state.user import UserState
 
 # The classic RFM segments, on by default (users can replace or drop them). Together they
 # cover every (R, F, M) score and never overlap, so every buyer with scores has one tier.

@@ -75,11 +75,11 @@ class ModelSnapshot:
     names: tuple[str, ...]
     samples: int
     ts: float  # event time of the last sample it learned from
-    rfm_edges: dict[str, tuple[float, ...]] | None = None  # app/core/rfm.py; None until enough buyers
-    # How k, the scaling and the features were chosen (app/core/selection.py); None in
+    rfm_edges: dict[str, tuple[float, ...]] | None = None  # app/core/segments/rfm.py; None until enough buyers
+    # How k, the scaling and the features were chosen (app/core/segments/selection.py); None in
     # RFM-only snapshots and in snapshots published before selection existed.
     selection: dict[str, Any] | None = None
-    # The mixture behind the centroids (app/core/mixture.py: per-segment spreads, atoms,
+    # The mixture behind the centroids (app/core/segments/mixture.py: per-segment spreads, atoms,
     # weights); segments are then chosen by likelihood. None for distance models.
     mixture: dict[str, Any] | None = None
 
@@ -93,7 +93,7 @@ class ModelSnapshot:
 
         A fit chooses the scaling, the features and the segments anew; the snapshots
         published between two fits only move the segments' means. After a new fit every
-        member is re-decided (:meth:`app.core.engine.Engine.redecide`).
+        member is re-decided (:meth:`app.core.engine.process.Engine.redecide`).
 
         >>> fit = ModelSnapshot(4, ("x",), (), (0.0,), (1.0,), ((0.0,), (2.0,)), ("c1", "c2"), ("a", "b"), 100, 0.0,
         ...                     selection={"k": 2, "fit_version": 4})
@@ -156,7 +156,7 @@ def standardize(x: np.ndarray, mean: np.ndarray, std: np.ndarray, *, missing: fl
     Unobserved (NaN) and non-finite values become ``missing``: 0, the population centre,
     for distance models; NaN for a mixture, which leaves them out of the likelihood.
     ``mean``/``std`` are a snapshot's centre and scale: the median and a robust
-    spread since app/core/scaling.py, plain moments in older snapshots.
+    spread since app/core/segments/scaling.py, plain moments in older snapshots.
 
     >>> standardize(np.array([4.0, np.nan, 99.0]), np.array([2.0, 1.0, 0.0]), np.array([2.0, 1.0, 1.0])).tolist()
     [1.0, 0.0, 5.0]

@@ -32,11 +32,11 @@ Rules are parsed once, at start-up, into an AST: nothing is ever passed to
 >>> parse("monetary >> 3", name="big")
 Traceback (most recent call last):
 ...
-app.core.rules.RuleError: rule 'big', position 10: expected a value, found '>'
+app.core.rules.language.RuleError: rule 'big', position 10: expected a value, found '>'
   monetary >> 3
             ^
 
-:func:`to_text` prints the canonical form; :mod:`app.core.rule_eval` evaluates.
+:func:`to_text` prints the canonical form; :mod:`app.core.rules.evaluate` evaluates.
 
 >>> print(to_text(parse("monetary > 100 and device == 'mobile'")))
 monetary > 100 and device == "mobile"

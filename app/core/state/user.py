@@ -1,6 +1,6 @@
 """The one value segstream keeps per user: feature state plus segment membership.
 
->>> from app.core.events import ClickEvent
+>>> from app.core.events.decode import ClickEvent
 >>> from app.core.features import FeatureConfig
 >>> state = UserState()
 >>> state.features.apply(ClickEvent("u1", "search", 1_767_225_600.0), FeatureConfig())
@@ -14,9 +14,9 @@ from __future__ import annotations
 from typing import Any
 
 from app.core.features import UserFeatures
-from app.core.interactions import Interactions
-from app.core.segmenter import Membership
-from app.core.signals import Signals
+from app.core.profiles.interactions import Interactions
+from app.core.segments.segmenter import Membership
+from app.core.triggers.signals import Signals
 
 # 2: window buckets as [index, count] pairs. 3: rule and trigger signals. 4: the last
 # interactions. 5: features for cadence, funnel, order values, local time and device mix

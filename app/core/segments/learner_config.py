@@ -15,17 +15,17 @@ from typing import Any
 
 from river import cluster
 
-from app.core.events import format_ts
+from app.core.events.decode import format_ts
 
 AUTO = "auto"
-MIXTURE = "Mixture"  # app/core/mixture.py, followed online by app/core/river_mixture.py
+MIXTURE = "Mixture"  # app/core/segments/mixture.py, followed online by app/core/segments/river_mixture.py
 
 
 @dataclass(frozen=True)
 class LearnerConfig:
     """The River clusterer, how k is chosen, and the learning and drift policy."""
 
-    # "Mixture": per-segment spreads, atoms and missing values (app/core/mixture.py), k by BIC;
+    # "Mixture": per-segment spreads, atoms and missing values (app/core/segments/mixture.py), k by BIC;
     # or any river.cluster class exposing `centers` ("KMeans": k-means++, k by silhouette gain).
     algorithm: str = MIXTURE
     n_clusters: int | str = AUTO  # "auto": chosen from the data in [k_min, k_max]
@@ -51,7 +51,7 @@ class LearnerConfig:
     # would re-cut the segments and move members for nothing.
     refit_continuity: float = 0.05
     match_distance: float = 2.0  # farthest old centroid (scaled units) a new one may inherit an id from
-    max_missing: float = 0.5  # drop a feature missing for more of the users (app/core/scaling.py)
+    max_missing: float = 0.5  # drop a feature missing for more of the users (app/core/segments/scaling.py)
     max_constant: float = 0.95  # drop a feature with one value for more of the users
 
     def __post_init__(self) -> None:
@@ -80,7 +80,7 @@ class DriftEvent:
     version: int
     baseline_distance: float  # mean distance to the nearest reference centroid after the fit
     drifted_distance: float  # ADWIN's mean of that distance over its window when drift was seen
-    signal: str = "distance_to_centroid"  # or "feature_mean:<feature>" (app/core/fit_monitor.py)
+    signal: str = "distance_to_centroid"  # or "feature_mean:<feature>" (app/core/segments/fit_monitor.py)
     shift: float | None = None  # for a feature signal: how far its mean moved, in reference spreads
 
     def to_dict(self) -> dict[str, Any]:

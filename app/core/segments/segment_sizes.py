@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from app.core.model import NEW_SEGMENT
+from app.core.segments.model import NEW_SEGMENT
 
 CLUSTER, RULE = "cluster", "rule"
 
@@ -54,7 +54,7 @@ class SegmentSizes:
         self._sizes = {}
 
     def apply(self, changes: Iterable[Mapping[str, Any]]) -> None:
-        """Move users as the published segment changes say (``app.core.engine`` builds them)."""
+        """Move users as the published segment changes say (``app.core.engine.process`` builds them)."""
         sizes = self._sizes
         for change in changes:
             kind, segment = change["kind"], change["segment"]

@@ -7,7 +7,7 @@ segment an earlier, weaker model gave them, and memberships would lag the model
 partition read first are decided by the first fits: ARI 0.72 of memberships
 against 0.999 of the final model's own assignment). So each new fit starts a
 sweep over every user, and each batch re-decides the next few of them
-(:meth:`app.core.engine.Engine.redecide`): the work after a fit is spread over
+(:meth:`app.core.engine.process.Engine.redecide`): the work after a fit is spread over
 batches rather than stalling one, and a newer fit restarts the sweep, since only
 the newest model counts.
 

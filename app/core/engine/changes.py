@@ -6,7 +6,7 @@ their memberships (audiences in marketing tools, the Redis indexes) learn of it 
 ordinary changes, with reason ``erased``. The changes carry no features: erasure
 must not publish the user's data once more.
 
->>> from app.core.state import UserState
+>>> from app.core.state.user import UserState
 >>> state = UserState()
 >>> state.membership.segment, state.membership.seq = "c1", 4
 >>> state.signals.rules = ["big_spender"]
@@ -20,10 +20,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from app.core.events import format_ts
-from app.core.model import ModelSnapshot
-from app.core.segmenter import NEW_SEGMENT
-from app.core.state import UserState
+from app.core.events.decode import format_ts
+from app.core.segments.model import ModelSnapshot
+from app.core.segments.segmenter import NEW_SEGMENT
+from app.core.state.user import UserState
 
 CHANGE_SCHEMA = 1  # segment-change events (README: Contracts)
 ERASURE_SCHEMA = 1  # erasure notices on erased-users, and the user.erased webhook

@@ -1,6 +1,6 @@
 """Dead letters: what the DLQ topic and ``dlq.jsonl`` carry for a rejected input.
 
->>> from app.core.events import Reject
+>>> from app.core.events.decode import Reject
 >>> letter = dead_letter(Reject("not JSON: ...", b"\\xff{"), {"topic": "clicks", "partition": 2, "offset": 17})
 >>> letter["reason"], letter["source"], letter["payload_b64"]
 ('not JSON: ...', {'topic': 'clicks', 'partition': 2, 'offset': 17, 'index': None}, '/3s=')
@@ -15,7 +15,7 @@ import base64
 import hashlib
 from typing import Any
 
-from app.core.events import Reject
+from app.core.events.decode import Reject
 
 DLQ_SCHEMA = 1
 # A dead letter carries at most this much of its payload, so that it stays far below the
