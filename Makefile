@@ -32,7 +32,7 @@ test: install-dev
 	$(BIN)/python -m pytest; status=$$?; scripts/services stop; exit $$status
 
 unit: install-dev
-	$(BIN)/python -m pytest tests/unit app/core app/simulator.py
+	$(BIN)/python -m pytest tests/unit app/core app/kafka app/http app/redis app/webhooks app/simulator.py app/metrics.py app/logs.py
 
 ## The benchmark table of the README (about 10 minutes; needs the services).
 bench: install-dev

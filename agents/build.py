@@ -11,13 +11,13 @@ from agents.worker_app import WorkerApp
 from app import metrics
 from app.core.engine.process import Engine
 from app.core.segments.segment_sizes import SegmentSizes
-from app.dashboard import engine_feed
-from app.faust_app import create_app
-from app.model_feed import ModelFeed
-from app.profile_materialiser import ProfileMaterialiser
-from app.redis_profiles import RedisProfileStore
+from app.http.dashboard import engine_feed
+from app.kafka.faust_app import create_app
+from app.kafka.model_feed import ModelFeed
+from app.kafka.topics import Topics
+from app.redis.materialiser import ProfileMaterialiser
+from app.redis.profiles import RedisProfileStore
 from app.settings import Settings
-from app.topics import Topics
 from tables.user_state import UserStateCache, user_state_table
 
 __all__ = ["build_worker"]

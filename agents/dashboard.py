@@ -1,4 +1,4 @@
-"""The worker's dashboard feed (app/dashboard.py): the clicks agent feeds it, a timer samples it.
+"""The worker's dashboard feed (app/http/dashboard.py): the clicks agent feeds it, a timer samples it.
 
 Drifts come from ``segment-drift``, which every worker follows from its start:
 only the worker that runs the learner sees them happen.
@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING
 import orjson
 from aiokafka import ConsumerRecord
 
-from app.dashboard import DashboardFeed
-from app.model_feed import TopicFollower
+from app.http.dashboard import DashboardFeed
+from app.kafka.model_feed import TopicFollower
 
 if TYPE_CHECKING:
     from agents.worker_app import WorkerApp

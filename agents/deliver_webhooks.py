@@ -19,10 +19,10 @@ import mode
 import orjson
 
 from app import metrics
-from app.cancel_safe import batches, finish_before_cancel
-from app.delivery import guard
-from app.webhook_delivery import WebhookClient
-from app.webhook_dispatch import Dispatcher, Record, RetryPolicy
+from app.kafka.cancel_safe import batches, finish_before_cancel
+from app.kafka.delivery import guard
+from app.webhooks.delivery import WebhookClient
+from app.webhooks.dispatch import Dispatcher, Record, RetryPolicy
 
 if TYPE_CHECKING:
     from agents.worker_app import WorkerApp

@@ -27,9 +27,9 @@ from typing import TYPE_CHECKING
 import orjson
 from faust.types import EventT
 
-from app.cancel_safe import batches, finish_before_cancel
 from app.core.engine.erasure import erase, request_id
-from app.delivery import guard
+from app.kafka.cancel_safe import batches, finish_before_cancel
+from app.kafka.delivery import guard
 
 if TYPE_CHECKING:
     from agents.segment_users import ClickSegmenting
@@ -81,7 +81,7 @@ async def _erase_batch(worker: WorkerApp, clicks: ClickSegmenting, batch: Sequen
         # refused before then is handed the request again, and the state is still there to
         # say which segments to exit: exits sent and then deleted with it were lost for good.
         if not await guard.delivered_after(worker.app.producer.flush):
-            return  # the worker stops (app/delivery.py); nothing of this batch is committed
+            return  # the worker stops (app/kafka/delivery.py); nothing of this batch is committed
         await states.erase({user: users[user][0] for user in result.erased})
         clicks.observe_outputs(result.changes, [])
     guard.track(await worker.topics.model_samples.send(value=orjson.dumps({"erase": result.erased})))

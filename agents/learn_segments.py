@@ -8,11 +8,11 @@ from typing import TYPE_CHECKING
 import orjson
 
 from app import metrics
-from app.cancel_safe import batches
 from app.core.segments import checkpoint
 from app.core.segments.learner import DriftEvent, Learner
-from app.delivery import guard
-from app.model_feed import CURRENT, LEARNER, ModelFeed
+from app.kafka.cancel_safe import batches
+from app.kafka.delivery import guard
+from app.kafka.model_feed import CURRENT, LEARNER, ModelFeed
 from app.settings import Settings
 from tables.codecs import decode_model, encode_model
 

@@ -1,7 +1,7 @@
 """HTTP on Faust's web server (SEGSTREAM_WEB_PORT): the lookup API, /openapi.json, /metrics and /dashboard.
 
-The answers come from :class:`app.lookup.Lookup`, shared with ``segstream api``; the
-contract is :mod:`app.openapi`. A profile comes from Redis; on a miss (or with
+The answers come from :class:`app.http.lookup.Lookup`, shared with ``segstream api``; the
+contract is :mod:`app.http.openapi`. A profile comes from Redis; on a miss (or with
 Redis down) from the user-state table of the worker that owns the user, which
 this worker asks when it is not that worker itself.
 """
@@ -15,12 +15,12 @@ import orjson
 from faust.exceptions import SameNode
 
 from app import metrics
-from app.api import ApiError
 from app.core.profiles.profile import build_profile
-from app.dashboard import asset
-from app.delivery import guard
-from app.lookup import Lookup, Reply
-from app.openapi import DOCUMENT
+from app.http.api import ApiError
+from app.http.dashboard import asset
+from app.http.lookup import Lookup, Reply
+from app.http.openapi import DOCUMENT
+from app.kafka.delivery import guard
 
 if TYPE_CHECKING:
     from agents.worker_app import WorkerApp

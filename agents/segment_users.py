@@ -14,8 +14,6 @@ import orjson
 from faust.types import TP, EventT
 
 from app import metrics
-from app.cancel_safe import batches, finish_before_cancel
-from app.consumer import committed_offsets, fetch_reports
 from app.core.engine.confine import process_confined
 from app.core.events.deadletter import dead_letter
 from app.core.events.decode import ClickEvent, Reject, decode_message
@@ -23,10 +21,12 @@ from app.core.eventtime.quiet import QuietPartitions
 from app.core.features import OK
 from app.core.segments.segmenter import Membership
 from app.core.state.user import UserState
-from app.delivery import guard
-from app.model_feed import CURRENT
-from app.outbox import Outbox
-from app.record_batches import BatchSender
+from app.kafka.cancel_safe import batches, finish_before_cancel
+from app.kafka.consumer import committed_offsets, fetch_reports
+from app.kafka.delivery import guard
+from app.kafka.model_feed import CURRENT
+from app.kafka.outbox import Outbox
+from app.kafka.record_batches import BatchSender
 from tables.codecs import decode_model, encode_state
 
 if TYPE_CHECKING:
@@ -44,7 +44,7 @@ def register(worker: WorkerApp) -> ClickSegmenting:
     @app.agent(worker.topics.clicks, name=f"{__name__}.segment_users", concurrency=1)
     async def segment_users(stream):
         """Per batch: decode, fold into state, decide segments, write each touched user once."""
-        clicks.load_model_file()  # the partition counts were checked before the start (app/topics.py)
+        clicks.load_model_file()  # the partition counts were checked before the start (app/kafka/topics.py)
         async for batch in batches(stream, settings.batch_size, settings.batch_within_s, events=True):
             # The batch is acked when this body is left, a stop included: finish it first.
             await guard.run(finish_before_cancel(clicks.segment_batch_alone(batch)), "the clicks agent")
@@ -217,7 +217,7 @@ class ClickSegmenting:
         """State, segment changes and triggers of one batch (or one idle advance), keyed by user_id.
 
         ``encoded``: states already encoded (process_confined's), written as they are. The
-        outputs go into their users' states first (app/outbox.py): a state on the changelog
+        outputs go into their users' states first (app/kafka/outbox.py): a state on the changelog
         brings with it the outputs no commit has proven delivered yet.
         """
         touched = result.touched
@@ -248,7 +248,7 @@ class ClickSegmenting:
 
     async def settle_outputs(self) -> None:
         """Delivered outputs that no commit is about to prove, and proven ones of quiet users, leave their
-        users' states (app/outbox.py)."""
+        users' states (app/kafka/outbox.py)."""
         if not self.states.ready():
             return
         outbox, quiet = self.outbox, self.quiet

@@ -9,12 +9,12 @@ import faust
 
 from app.core.engine.process import Engine
 from app.core.segments.segment_sizes import SegmentSizes
-from app.dashboard import DashboardFeed
-from app.model_feed import ModelFeed
-from app.profile_materialiser import ProfileMaterialiser
-from app.redis_profiles import RedisProfileStore
+from app.http.dashboard import DashboardFeed
+from app.kafka.model_feed import ModelFeed
+from app.kafka.topics import Topics
+from app.redis.materialiser import ProfileMaterialiser
+from app.redis.profiles import RedisProfileStore
 from app.settings import Settings
-from app.topics import Topics
 from tables.user_state import UserStateCache
 
 __all__ = ["WorkerApp"]
@@ -34,4 +34,4 @@ class WorkerApp:
     dashboard: DashboardFeed
     model_feed: ModelFeed  # the published model and the learner's checkpoint, followed from segment-model
     profile_store: RedisProfileStore
-    materialiser: ProfileMaterialiser  # the user-state changelog into Redis (app/profile_materialiser.py)
+    materialiser: ProfileMaterialiser  # the user-state changelog into Redis (app/redis/materialiser.py)

@@ -1,7 +1,7 @@
 """Profiles in Redis: the materialiser follows the user-state changelog; the model goes beside them.
 
 The clicks agent writes states to the changelog and nothing to Redis. The
-materialiser (app/profile_materialiser.py) writes each changed user's profile and
+materialiser (app/redis/materialiser.py) writes each changed user's profile and
 commits its offsets only after the writes, so Redis being slow or down delays the
 profiles (``segstream_profile_backlog`` shows by how much), never the clicks, and no
 crash or rebalance leaves a profile stale. The model the worker predicts with goes to

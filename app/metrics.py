@@ -67,7 +67,7 @@ profile_backlog = Gauge("segstream_profile_backlog", "User-state changelog recor
 
 
 def observe_profiles(what: str, value: float) -> None:
-    """The profile materialiser's measurements (app/profile_materialiser.py) as metrics."""
+    """The profile materialiser's measurements (app/redis/materialiser.py) as metrics."""
     if what in ("written", "refused"):
         profile_writes.labels(what).inc(value)
     elif what == "error":
@@ -164,7 +164,7 @@ def faust_monitor():
     """Faust's own Prometheus sensor (consumer, producer, tables, rebalances), as ``faust_*`` metrics."""
     from faust.sensors.prometheus import FaustMetrics
 
-    from app.faust_sensor import FaustSensor
+    from app.kafka.faust_sensor import FaustSensor
 
     return FaustSensor(metrics=FaustMetrics.create(registry, "faust"))
 

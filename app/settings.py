@@ -41,8 +41,8 @@ class Settings:
     redis_url: str = "redis://127.0.0.1:6379/0"
     redis_timeout_s: float = 0.25  # every Redis call, connect included; no hidden retries
     redis_prefix: str = "segstream:"
-    profiles: bool = True  # keep user profiles in Redis (app/redis_profiles.py)
-    # The profile materialiser (app/profile_materialiser.py) runs in the worker; false: run it
+    profiles: bool = True  # keep user profiles in Redis (app/redis/profiles.py)
+    # The profile materialiser (app/redis/materialiser.py) runs in the worker; false: run it
     # as `segstream profiles follow`, a process of its own.
     materialise_in_worker: bool = True
     profile_ttl_s: float = 30 * 86_400.0  # a profile expires this long after its last write
@@ -67,7 +67,7 @@ class Settings:
     batch_within_s: float = 0.2
     state_cache_users: int = 200_000
     # A user quiet this long after every output in their state was proven delivered is
-    # written once without them (app/outbox.py): memory, against one changelog record.
+    # written once without them (app/kafka/outbox.py): memory, against one changelog record.
     proven_outputs_idle_s: float = 60.0
     max_message_bytes: int = 1_048_576
     max_future_s: float = 86_400.0
@@ -76,7 +76,7 @@ class Settings:
     model_file: str = ""
     idle_after_s: float = 30.0  # no click, and none unread on the broker, this long: the watermark advances
     start_timeout_s: float = 60.0  # at start: how long the worker waits for the broker and its topics
-    shutdown_timeout_s: float = 30.0  # after SIGTERM/SIGINT the worker exits within this (app/shutdown.py)
+    shutdown_timeout_s: float = 30.0  # after SIGTERM/SIGINT the worker exits within this (app/kafka/shutdown.py)
     # A worker that dies without leaving its consumer group (SIGKILL, a lost host) holds its
     # partitions this long, and its replacement waits that long to be ready (Faust's 60 s).
     group_session_timeout_s: float = 10.0

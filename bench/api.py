@@ -13,7 +13,7 @@ the other (the worker's first), in the same run:
 
   worker     the worker's own web server (Faust's, on SEGSTREAM_WEB_PORT), which
              shares the worker's event loop with the clicks
-  api        ``segstream api`` (app/lookup_server.py), started by the bench once the
+  api        ``segstream api`` (app/http/lookup_server.py), started by the bench once the
              worker has caught up, with the worker's environment plus
              SEGSTREAM_API_PORT; it reads Redis only and asks the worker (its
              default SEGSTREAM_WORKER_URL, the worker's web port) on a Redis miss

@@ -1,7 +1,7 @@
 """Child process of ``bench kafka`` (b): the framework floor.
 
 An empty Faust agent on a pre-filled topic: ``stream.take_events(1000, within=0.2)``
-and nothing but counting, with the app settings of ``app.faust_app.create_app`` that
+and nothing but counting, with the app settings of ``app.kafka.faust_app.create_app`` that
 matter for throughput (at-least-once, memory store, producer linger 5 ms, no
 waiting for empty streams, earliest offsets) and its own app id, so its consumer
 group is fresh. Timed from the first batch to the batch holding the last message;
@@ -26,7 +26,7 @@ def build_app(args: argparse.Namespace) -> faust.App:
     # The very app factory and process tuning the worker uses, so (b) and (c) differ
     # only by what the agent does.
     from app.cli import tune_garbage_collector
-    from app.faust_app import create_app
+    from app.kafka.faust_app import create_app
     from app.settings import Settings
 
     tune_garbage_collector()

@@ -28,7 +28,7 @@ KINDS = ("page_view", "product_view", "search", "add_to_cart", "remove_from_cart
 
 def build_app(args: argparse.Namespace) -> faust.App:
     from app.cli import tune_garbage_collector
-    from app.faust_app import create_app
+    from app.kafka.faust_app import create_app
     from app.settings import Settings
 
     tune_garbage_collector()

@@ -5,7 +5,7 @@ Drives each sensor's per-message hooks as Faust's consumer and stream call them
 
   Monitor              Faust's default sensor, which every worker pays for anyway
   PrometheusMonitor    faust.sensors.prometheus, as setup_prometheus_sensors installs it
-  FaustSensor          app/faust_sensor.py: the same metrics, labelled children cached
+  FaustSensor          app/kafka/faust_sensor.py: the same metrics, labelled children cached
 
 Alternating rounds, medians. The worker's own cost per message is in ``bench kafka``:
 at one event per message it is about 130 µs, so the difference between the rows over
@@ -24,7 +24,7 @@ from faust.sensors.prometheus import FaustMetrics, PrometheusMonitor
 from faust.types import TP
 from prometheus_client import CollectorRegistry
 
-from app.faust_sensor import FaustSensor
+from app.kafka.faust_sensor import FaustSensor
 from bench.common import Report
 
 SENSORS = {

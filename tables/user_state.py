@@ -3,7 +3,7 @@
 Faust writes a table key as one message through its producer buffer, which
 costs about 100 µs here (DESIGN.md). :class:`UserStateCache` keeps decoded
 states in memory in front of the table and writes each batch's changed users to
-the table's changelog as whole Kafka record batches (app/record_batches.py).
+the table's changelog as whole Kafka record batches (app/kafka/record_batches.py).
 Offsets stay safe: the records are queued before the batch's events are acked,
 and Faust flushes the producer before every offset commit.
 """
@@ -18,9 +18,9 @@ import orjson
 
 from app import metrics
 from app.core.state.user import UserState
-from app.record_batches import BatchSender
+from app.kafka.record_batches import BatchSender
+from app.kafka.topics import compacted_user_data
 from app.settings import Settings
-from app.topics import compacted_user_data
 from tables.codecs import RAW_SCHEMA, decode_state, encode_state
 
 TABLE = "user_to_state"  # with the app id, a storage schema: it names the changelog

@@ -1,4 +1,4 @@
-"""``segstream api``: serve the lookup API from its own process (see app/lookup_server.py)."""
+"""``segstream api``: serve the lookup API from its own process (see app/http/lookup_server.py)."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from aiohttp import web
 
+    from app.http.lookup_server import build_app
     from app.logs import quiet_client_errors
-    from app.lookup_server import build_app
     from app.settings import check_exposure, load_settings
 
     settings = load_settings()

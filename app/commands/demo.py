@@ -15,8 +15,8 @@ import numpy as np
 
 from app.core.engine.embedded import EmbeddedPipeline, FeedResult
 from app.core.segments.segment_sizes import SegmentSizes
-from app.dashboard import engine_feed
-from app.dashboard_server import DashboardServer
+from app.http.dashboard import engine_feed
+from app.http.dashboard_server import DashboardServer
 from app.replay_io import OutputDir
 from app.report import persona_agreement, rule_table, segment_table
 from app.simulator import Scenario, assign_personas, generate

@@ -1,6 +1,6 @@
 """``segstream profiles rebuild | follow``: profiles in Redis from the user-state changelog.
 
-``follow`` runs the profile materialiser (app/profile_materialiser.py) as a process
+``follow`` runs the profile materialiser (app/redis/materialiser.py) as a process
 of its own, for workers started with ``materialise_in_worker = false``; run one or
 more, they share the changelog as one consumer group. Each serves ``GET /metrics``
 (the ``segstream_profile_*`` and ``segstream_redis_*`` series, as the worker does when
@@ -53,8 +53,8 @@ def run(args: argparse.Namespace) -> int:
 async def rebuild(settings, *, clear: bool = False) -> tuple[int, int, int]:
     """Read the changelog, then write its users' profiles; returns (written, refused, users)."""
     from app.core.profiles.profile import build_profile
-    from app.redis_profiles import RedisProfileStore
-    from app.topic_reader import latest_by_key
+    from app.kafka.topic_reader import latest_by_key
+    from app.redis.profiles import RedisProfileStore
     from tables.codecs import decode_model, decode_state
 
     bootstrap = settings.broker.removeprefix("kafka://")
@@ -92,9 +92,9 @@ async def follow(settings, port: int = FOLLOW_PORT) -> None:
     import signal
 
     from app import metrics
-    from app.model_feed import CURRENT, ModelFeed
-    from app.profile_materialiser import ProfileMaterialiser
-    from app.redis_profiles import RedisProfileStore
+    from app.kafka.model_feed import CURRENT, ModelFeed
+    from app.redis.materialiser import ProfileMaterialiser
+    from app.redis.profiles import RedisProfileStore
     from tables.codecs import decode_model
 
     models = ModelFeed(settings.broker, settings.topic("segment-model"))

@@ -37,8 +37,8 @@ async def replay(settings, *, subscriber: str | None = None, url: str | None = N
     import orjson
 
     from app.core.webhooks import DELIVERED, RETRY, backoff_s, body_of
-    from app.topic_reader import read_to_end
-    from app.webhook_delivery import WebhookClient
+    from app.kafka.topic_reader import read_to_end
+    from app.webhooks.delivery import WebhookClient
 
     subscribers = {s.name: s for s in settings.webhooks}
     letters = read_to_end(settings.broker.removeprefix("kafka://"), settings.topic("webhooks-dlq"))

@@ -16,10 +16,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from agents.build import build_worker
-    from app.delivery import guard
+    from app.kafka.delivery import guard
+    from app.kafka.shutdown import Worker
     from app.logs import json_logging_config, quiet_client_errors, rate_limit_client_logs
     from app.settings import check_exposure, load_settings
-    from app.shutdown import Worker
 
     settings = load_settings()
     built = build_worker(settings)
@@ -35,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         worker.execute_from_commandline()  # raises SystemExit when the worker stops (SIGINT/SIGTERM)
     except SystemExit:
-        if guard.failure is not None:  # it stopped itself: an output failed (app/delivery.py)
+        if guard.failure is not None:  # it stopped itself: an output failed (app/kafka/delivery.py)
             print(f"segstream worker: stopped after an output failed: {guard.failure!r}", file=sys.stderr)
             return 1
         raise
@@ -44,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _create_topics(built) -> None:
     """Every topic exists, and the broker lists it, before the consumer joins its group."""
-    from app.topics import create_before_start
+    from app.kafka.topics import create_before_start
 
     changelogs = [table.changelog_topic for table in built.app.tables.values()]
     # A loop of its own, never set as current: Faust's worker makes and runs the worker's loop.

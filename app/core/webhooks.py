@@ -1,6 +1,6 @@
 """Webhook subscribers, their filters, and delivery as the Standard Webhooks specification has it.
 
-Pure logic; the HTTP client is :mod:`app.webhook_delivery` and the agents are in
+Pure logic; the HTTP client is :mod:`app.webhooks.delivery` and the agents are in
 ``agents/deliver_webhooks.py``.
 
 - **Body**: ``{"type", "timestamp", "data"}``, where ``type`` is ``segment.entered``,

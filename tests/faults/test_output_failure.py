@@ -58,7 +58,7 @@ def test_a_refused_output_stops_the_worker_without_committing_past_it(tmp_path):
         assert max(asyncio.run(committed(worker.app_id, worker.topic("clicks"))).values(), default=0) <= 0
 
         # The topic takes changes again: the restarted worker sends every one, those whose states
-        # reached the changelog before the failure included (they travel in the states: app/outbox.py).
+        # reached the changelog before the failure included (they travel in the states: app/kafka/outbox.py).
         asyncio.run(_set_max_message_bytes(worker.topic("segment-changes"), 1_048_576))
         worker = Worker(tmp_path, name=worker.app_id, SEGSTREAM_CONFIG=str(config), SEGSTREAM_LEARN="false")
         worker.start(timeout=150)

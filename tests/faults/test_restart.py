@@ -13,9 +13,9 @@ import pytest
 from faust.types import TP
 
 from app.simulator import Scenario, generate
-from app.faust_app import create_app
-from app.recovery import SeekBeforeResumeRecovery
-from app.redis_profiles import RedisProfileStore
+from app.kafka.faust_app import create_app
+from app.kafka.recovery import SeekBeforeResumeRecovery
+from app.redis.profiles import RedisProfileStore
 from app.settings import load_settings
 from tables.codecs import decode_state
 from tests.kafka_harness import (
@@ -51,7 +51,7 @@ def test_kill_and_restart_keeps_exact_counts(tmp_path):
     second = Worker(tmp_path, name=first.app_id)
     try:
         second.start(timeout=150)  # waits out the dead member's session in the group
-        # A replacement that commits only one offset per interval fails here (app/recovery.py).
+        # A replacement that commits only one offset per interval fails here (app/kafka/recovery.py).
         wait_until_consumed(second, second.topic("clicks"), timeout=120)
         latest = latest_values(second.changelog, idle_s=2.0)
         counts = {user: decode_state(raw).features.events for user, raw in latest.items()}
@@ -135,7 +135,7 @@ def test_stream_partitions_resume_only_once_their_seek_has_landed():
 
     Faust's own recovery resumes the clicks and then awaits the seek; a click batch
     fetched meanwhile makes the seek's reset of the read offsets look like a hole in the
-    log (app/recovery.py). Before the fix, the test above stalled in 2 of 8 runs.
+    log (app/kafka/recovery.py). Before the fix, the test above stalled in 2 of 8 runs.
     """
     assert isinstance(create_app(load_settings(env={})).tables.recovery, SeekBeforeResumeRecovery)
     calls = []
@@ -171,7 +171,7 @@ def test_a_partition_never_committed_is_read_from_its_start_after_recovery():
     """aiokafka's seek to committed skips a partition without a commit; its position may be past a dropped batch.
 
     Before the fix, pending webhook retries on such a partition were lost after a
-    restart in 5 of 7 runs of tests/faults/test_webhooks_restart.py (app/recovery.py).
+    restart in 5 of 7 runs of tests/faults/test_webhooks_restart.py (app/kafka/recovery.py).
     """
     committed, fresh, changelog = TP("retries", 0), TP("retries", 1), TP("user_to_state-changelog", 0)
     fake = MagicMock()

@@ -263,6 +263,6 @@ def test_the_image_wheel_carries_the_dashboard_assets(tmp_path):
     assert built.returncode == 0, built.stderr[-3000:]
     (wheel,) = (tmp_path / "dist").glob("segstream-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
-    expected = {f"app/dashboard_assets/{path.name}" for path in (ROOT / "app" / "dashboard_assets").iterdir()}
-    assert "app/dashboard_assets/index.html" in expected
+    expected = {f"app/http/dashboard_assets/{path.name}" for path in (ROOT / "app" / "dashboard_assets").iterdir()}
+    assert "app/http/dashboard_assets/index.html" in expected
     assert expected <= names, sorted(expected - names)

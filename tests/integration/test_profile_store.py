@@ -13,8 +13,8 @@ from app.core.events.decode import ClickEvent
 from app.core.features import FeatureConfig
 from app.core.profiles.profile import InMemoryProfileStore
 from app.core.state.user import UserState
-from app.profile_materialiser import ProfileMaterialiser
-from app.redis_profiles import RedisProfileStore
+from app.redis.materialiser import ProfileMaterialiser
+from app.redis.profiles import RedisProfileStore
 from tables.codecs import encode_state
 from tests.conftest import T0
 from tests.kafka_harness import BOOTSTRAP, committed, produce

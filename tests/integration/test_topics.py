@@ -20,8 +20,8 @@ pytestmark = pytest.mark.integration
 CREATE = """
 import asyncio, orjson
 from agents.build import build_worker
+from app.kafka.topics import create_before_start
 from app.settings import load_settings
-from app.topics import create_before_start
 worker = build_worker(load_settings())
 print(orjson.dumps(asyncio.run(create_before_start(worker.topics, [worker.table.changelog_topic]))).decode())
 """

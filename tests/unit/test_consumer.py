@@ -8,8 +8,8 @@ from unittest.mock import patch
 from faust.transport.drivers import aiokafka as aiokafka_driver
 from faust.types import TP
 
-from app.consumer import SnapshotFetchConsumer, Transport
-from app.faust_app import create_app
+from app.kafka.consumer import SnapshotFetchConsumer, Transport
+from app.kafka.faust_app import create_app
 from app.settings import load_settings
 
 CLICKS, CHANGELOG = TP("clicks", 0), TP("user_to_state-changelog", 0)

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from app.delivery import DeliveryGuard
+from app.kafka.delivery import DeliveryGuard
 
 
 async def test_a_failed_delivery_stops_every_commit_and_the_worker():

@@ -8,7 +8,7 @@ from faust.sensors.prometheus import FaustMetrics, PrometheusMonitor
 from faust.types import TP
 from prometheus_client import CollectorRegistry
 
-from app.faust_sensor import FaustSensor
+from app.kafka.faust_sensor import FaustSensor
 
 
 class _Owner:

@@ -7,7 +7,7 @@ import asyncio
 import orjson
 
 from app.core.state.user import UserState
-from app.outbox import Outbox
+from app.kafka.outbox import Outbox
 from tables.codecs import decode_state, encode_state
 
 

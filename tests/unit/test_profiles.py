@@ -8,14 +8,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from app.api import ApiError, authorized, check_user_id, parse_page, segment_catalog
 from app.core.events.decode import format_ts
 from app.core.features import FeatureConfig
 from app.core.profiles.interactions import KEEP, PAGE_CHARS, Interactions
 from app.core.profiles.profile import InMemoryProfileStore, build_profile, segment_ids
 from app.core.segments.model import ModelSnapshot
 from app.core.state.user import UserState
-from app.profile_materialiser import ProfileMaterialiser, profile_updates
+from app.http.api import ApiError, authorized, check_user_id, parse_page, segment_catalog
+from app.redis.materialiser import ProfileMaterialiser, profile_updates
 from tables.codecs import encode_state
 from tests.conftest import T0, click
 

@@ -7,7 +7,7 @@ import asyncio
 from aiohttp import web
 
 from app.core.webhooks import Subscriber
-from app.webhook_delivery import WebhookClient
+from app.webhooks.delivery import WebhookClient
 
 
 def test_closing_the_client_lets_attempts_in_flight_finish():

@@ -12,8 +12,8 @@ import orjson
 import pytest
 
 from app.core.webhooks import Subscriber, backoff_s, body_of, headers, retry_after_s
-from app.webhook_delivery import Attempt
-from app.webhook_dispatch import Dispatcher, RetryPolicy
+from app.webhooks.delivery import Attempt
+from app.webhooks.dispatch import Dispatcher, RetryPolicy
 
 CHANGE = {"event_id": "u1:3", "user_id": "u1", "kind": "rule", "change": "entered", "segment": "vip",
           "ts": "2026-01-01T00:00:00.000Z", "emitted_at": "2026-01-01T00:00:01.000Z"}  # fmt: skip

@@ -36,7 +36,7 @@ class UserState:
     else (:meth:`withdrawal`) and their events are not profiled until ``consent: true``.
 
     ``outbox``: the latest outputs this state caused, as ``[kind, JSON, mark]``: a commit of
-    the user's partition at or past ``mark`` proves the output delivered (app/outbox.py).
+    the user's partition at or past ``mark`` proves the output delivered (app/kafka/outbox.py).
     They travel in the same changelog record as the state, so a state that survives a
     crash brings its outputs with it; None if it never held any.
     """

@@ -3,7 +3,7 @@
 Faust's ``send`` builds several objects per message; at tens of thousands of
 records a second that is most of the worker's budget. Records queued here go
 through Faust's own aiokafka producer, so Faust's flush before every offset
-commit still covers them, and their deliveries are tracked by app/delivery.py's
+commit still covers them, and their deliveries are tracked by app/kafka/delivery.py's
 guard, which stops a commit past a failed one.
 """
 
@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable
 
 from aiokafka import AIOKafkaProducer
 
-from app.delivery import DeliveryGuard, guard
+from app.kafka.delivery import DeliveryGuard, guard
 
 
 class BatchSender:

@@ -20,11 +20,11 @@ import yarl
 from aiohttp import web
 
 from app import metrics
-from app.api import ApiError
 from app.core.segments.model import ModelSnapshot
-from app.lookup import Lookup, Reply
-from app.openapi import DOCUMENT
-from app.redis_profiles import RedisProfileStore
+from app.http.api import ApiError
+from app.http.lookup import Lookup, Reply
+from app.http.openapi import DOCUMENT
+from app.redis.profiles import RedisProfileStore
 
 MODEL_TTL_S = 1.0  # how long the model read from Redis is reused
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import faust
 
-from app import consumer
-from app.recovery import SeekBeforeResumeTableManager
+from app.kafka import consumer
+from app.kafka.recovery import SeekBeforeResumeTableManager
 from app.settings import Settings
 
 
@@ -41,7 +41,7 @@ def create_app(config: Settings) -> faust.App:
         web_enabled=True,
         autodiscover=False,
         # Faust's recovery resumes the clicks before seeking them, and after a restart the
-        # committed offsets then crawl, one per commit (app/recovery.py).
+        # committed offsets then crawl, one per commit (app/kafka/recovery.py).
         TableManager=SeekBeforeResumeTableManager,
     )
     consumer.install(app)  # Faust's fetch can take, and so lose, a batch of paused partitions

@@ -12,7 +12,7 @@ Two paths let Faust commit offsets whose outputs were never written:
   ``on_task_error`` for anything else.
 
 :data:`guard` tracks the delivery futures of the worker's sends and records the first
-failure of either kind. The worker's consumer (app/consumer.py) then refuses every
+failure of either kind. The worker's consumer (app/kafka/consumer.py) then refuses every
 commit and asks the worker to stop. A restart resumes from the last offsets committed
 before the failure: every message whose state had not reached the changelog is
 processed again. One loss is left: a batch whose states reached the changelog while

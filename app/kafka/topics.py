@@ -18,7 +18,7 @@ from faust.types import TopicT
 
 import faust
 
-from app.kafka_follow import bootstrap_servers
+from app.kafka.follow import bootstrap_servers
 from app.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -74,7 +74,7 @@ class Topics:
         # Compacted: keys "current" (the model snapshot) and "learner" (the learner checkpoint).
         self.segment_model = topic("segment-model", partitions=1, compacting=True,
                                    config=compacted_user_data(settings))  # fmt: skip
-        # Webhook deliveries that failed for good (app/webhook_dispatch.py), and one retry topic per
+        # Webhook deliveries that failed for good (app/webhooks/dispatch.py), and one retry topic per
         # retry: records of one level are due in about the order they arrive.
         self.webhooks_dlq = topic("webhooks-dlq", **expiring)
         self.webhook_retries = tuple(

@@ -5,7 +5,7 @@ Errors are JSON objects ``{"error": code, "message": text}`` with an HTTP status
 >>> check_user_id("u 1\\n")
 Traceback (most recent call last):
 ...
-app.api.ApiError: (400, 'bad_user_id', 'user ids are 1 to 256 printable characters')
+app.http.api.ApiError: (400, 'bad_user_id', 'user ids are 1 to 256 printable characters')
 >>> parse_page({"cursor": "42", "limit": "10"})
 ('42', 10)
 >>> authorized("Bearer s3cret", "s3cret"), authorized(None, "s3cret"), authorized(None, "")
@@ -50,7 +50,7 @@ def parse_page(query: Mapping[str, str]) -> tuple[str, int]:
     >>> parse_page({"limit": "²"})  # a digit to str.isdigit, not to int
     Traceback (most recent call last):
     ...
-    app.api.ApiError: (400, 'bad_limit', 'limit must be 1 to 1000')
+    app.http.api.ApiError: (400, 'bad_limit', 'limit must be 1 to 1000')
     """
     cursor = query.get("cursor", "")
     if cursor and _whole(cursor, MAX_CURSOR) is None:

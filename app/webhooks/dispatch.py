@@ -27,7 +27,7 @@ from typing import Any
 
 from app.core.events.decode import format_ts
 from app.core.webhooks import DELIVERED, DISABLE, RETRY, Subscriber, backoff_s, body_of
-from app.webhook_delivery import Attempt
+from app.webhooks.delivery import Attempt
 
 log = logging.getLogger(__name__)
 

@@ -1,9 +1,9 @@
 """The live segment dashboard: what it shows, gathered while the stream runs.
 
-The worker (``agents/pages.py``) and ``segstream demo`` (``app/dashboard_server.py``)
+The worker (``agents/pages.py``) and ``segstream demo`` (``app/http/dashboard_server.py``)
 each keep one :class:`DashboardFeed` and serve the same page and the same
 ``/dashboard/data`` document (its contract is in the README). The page
-(``app/dashboard_assets/``) draws it in SVG with no library and polls every 2 s.
+(``app/http/dashboard_assets/``) draws it in SVG with no library and polls every 2 s.
 
 >>> feed = DashboardFeed("demo", catalog=lambda: [{"id": "s1", "kind": "cluster", "name": "buyers", "centroid": {}}],
 ...                      sizes=lambda: [(("cluster", "s1"), 3)], clock=iter([0.0, 2.0, 2.0]).__next__)
@@ -27,10 +27,10 @@ from typing import Any
 
 import numpy as np
 
-from app.api import segment_catalog
 from app.core.events.decode import format_ts
 from app.core.features import FeatureConfig, catalogue
 from app.core.profiles.profile import RULE_PREFIX
+from app.http.api import segment_catalog
 
 ASSETS = Path(__file__).with_name("dashboard_assets")
 CONTENT_TYPES = {".html": "text/html", ".js": "text/javascript", ".css": "text/css"}
@@ -43,7 +43,7 @@ SizeItems = Iterable[tuple[tuple[str, str], int]]
 class DashboardFeed:
     """Segment sizes over time, throughput, lag, drifts and recent outputs, bounded in memory.
 
-    ``catalog()`` gives the segments as :func:`app.api.segment_catalog` lists them
+    ``catalog()`` gives the segments as :func:`app.http.api.segment_catalog` lists them
     and ``sizes()`` the users per ``(kind, segment)`` (:class:`app.core.segments.segment_sizes.SegmentSizes`).
     The stream calls the ``observe_*`` methods; a timer (or the demo's loop) calls
     :meth:`sample`. One lock: the demo serves the page from another thread.

@@ -45,7 +45,7 @@ from app.core.features import FeatureConfig
 from app.core.profiles.profile import ProfileStore, build_profile
 from app.core.segments.model import ModelSnapshot
 from app.core.state.user import UserState
-from app.kafka_follow import ConsumerService, bootstrap_servers, until_listed
+from app.kafka.follow import ConsumerService, bootstrap_servers, until_listed
 from tables.codecs import decode_state
 
 log = logging.getLogger(__name__)

@@ -2,7 +2,7 @@
 
 Faust's stop awaits every service in turn, and some of those awaits have no bound of
 their own: a producer flush while the broker is away, an agent a supervisor restarted
-during the stop (app/delivery.py). An orchestrator then kills the process without a
+during the stop (app/kafka/delivery.py). An orchestrator then kills the process without a
 word. The watchdog starts with the first signal; if the process is still running when
 the timeout ends, it writes one line and exits with status 1. Nothing is lost by it:
 at-least-once processing redelivers whatever was not committed.

@@ -24,7 +24,7 @@ partitions are paused by the time it looks. A partition with a committed offset 
 sought back and loses nothing; one without loses that batch for good. Pending
 webhook retries on a never-committed partition of ``webhooks-retry-1`` were lost
 this way after a restart (``tests/faults/test_webhooks_restart.py`` failed 5 of 7
-runs with this and app/consumer.py's fault), and a fresh group's first clicks are
+runs with this and app/kafka/consumer.py's fault), and a fresh group's first clicks are
 exposed the same way. Such partitions are sought to the
 log start, which is where ``consumer_auto_offset_reset = "earliest"`` reads from.
 """

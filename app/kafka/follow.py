@@ -1,7 +1,7 @@
 """The plumbing of a service that follows Kafka topics with an aiokafka consumer of its own.
 
-The model feed (app/model_feed.py) and the profile materialiser
-(app/profile_materialiser.py) each own one consumer: started with the service,
+The model feed (app/kafka/model_feed.py) and the profile materialiser
+(app/redis/materialiser.py) each own one consumer: started with the service,
 stopped with it, and read by one future that waits for its topic to be listed.
 
 >>> bootstrap_servers("kafka://127.0.0.1:9092;kafka://127.0.0.1:9093")

@@ -1,5 +1,5 @@
 """Faust's Kafka consumer, fetching only for the partitions that are active when a fetch is asked for,
-committing nothing past a failed output (app/delivery.py), and recording what it committed.
+committing nothing past a failed output (app/kafka/delivery.py), and recording what it committed.
 
 Faust hands its *live* set of active partitions to the consumer thread, which then
 waits up to a second in aiokafka's ``Fetcher.fetched_records(partitions)``. When
@@ -11,12 +11,12 @@ records because the partitions are paused, and their fetch positions have moved
 past records nobody processed. Recovery's seek has already run by then, so they
 are gone until the next rebalance: pending webhook retries were lost after a
 restart in 3 of 6 runs of ``tests/faults/test_webhooks_restart.py``, with
-app/recovery.py's seek already in place.
+app/kafka/recovery.py's seek already in place.
 
 :class:`SnapshotFetchConsumer` gives the thread a copy of the set, and an empty
 copy fetches nothing. A batch still in flight when its partition is paused is
 dropped as before; every pause happens in a rebalance, whose recovery seeks the
-partition back (app/recovery.py).
+partition back (app/kafka/recovery.py).
 """
 
 from __future__ import annotations
@@ -28,12 +28,12 @@ from faust.transport import by_url
 from faust.transport.drivers import aiokafka as aiokafka_driver
 from faust.types import TP
 
-from app.delivery import guard
+from app.kafka.delivery import guard
 
 
 # Offsets the broker has taken from this worker's commits, for the partitions it still
 # reads (the agent drops revoked ones). Faust's own record of them (``_committed_offset``)
-# is updated for a refused commit too; app/outbox.py needs proof.
+# is updated for a refused commit too; app/kafka/outbox.py needs proof.
 committed_offsets: dict[TP, int] = {}
 
 
@@ -41,7 +41,7 @@ class SnapshotFetchConsumer(aiokafka_driver.Consumer):
     """Fetches for a snapshot of the active partitions; commits nothing once an output failed."""
 
     async def on_task_error(self, exc: BaseException) -> None:
-        """An agent raised: Faust would commit here, past the batch it failed on (app/delivery.py)."""
+        """An agent raised: Faust would commit here, past the batch it failed on (app/kafka/delivery.py)."""
         guard.fail(exc, "an agent")
 
     async def _commit(self, offsets: Mapping[TP, int]) -> bool:

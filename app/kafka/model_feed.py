@@ -16,7 +16,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
-from app.kafka_follow import ConsumerService, bootstrap_servers, until_listed
+from app.kafka.follow import ConsumerService, bootstrap_servers, until_listed
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ way after the restart.
 So each output also goes into its user's state (``UserState.outbox``), in the same
 changelog record, which lands whole or not at all, with a *mark*: an offset of the
 user's clicks partition. Faust flushes the producer before every commit, and the
-worker's consumer refuses a commit once any delivery failed (app/delivery.py), so a
+worker's consumer refuses a commit once any delivery failed (app/kafka/delivery.py), so a
 committed offset at or past the mark proves the output delivered:
 
 - **mark**: one past the next offset to read when the output is held. The message
@@ -28,7 +28,7 @@ committed offset at or past the mark proves the output delivered:
 - **settle**: a commit cannot prove what was held after the last message read was
   committed, such as a trigger the idle advance fired on a quiet partition: no commit
   passes its mark until the next click. Once the broker has confirmed every output
-  sent before a flush (app/delivery.py), the users whose outputs no commit has proven
+  sent before a flush (app/kafka/delivery.py), the users whose outputs no commit has proven
   by then, on a partition with every read offset committed or ``grace_s`` after they
   were held, are written again without them, so a restart does not send them twice;
 - **write out**: outputs a commit has proven stay in the state of a user who does not

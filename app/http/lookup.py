@@ -2,7 +2,7 @@
 
 Two servers answer the same routes with this class: the worker's Faust web server
 (``agents/pages.py``, which can also read the user-state table) and ``segstream api``
-(``app/lookup_server.py``, a process that only reads Redis and asks a worker on a
+(``app/http/lookup_server.py``, a process that only reads Redis and asks a worker on a
 miss). A :class:`Reply` is a status, a JSON body and headers.
 
 >>> import asyncio
@@ -22,9 +22,9 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from app.api import ApiError, authorized, check_user_id, parse_page, segment_catalog
 from app.core.profiles.profile import ProfileStore
 from app.core.segments.model import ModelSnapshot
+from app.http.api import ApiError, authorized, check_user_id, parse_page, segment_catalog
 
 
 @dataclass

@@ -10,8 +10,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import orjson
 
-from app.api import ApiError
-from app.dashboard import DashboardFeed, asset
+from app.http.api import ApiError
+from app.http.dashboard import DashboardFeed, asset
 
 _PREFIX = "/dashboard/assets/"
 
