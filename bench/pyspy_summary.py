@@ -21,7 +21,7 @@ BUCKETS = (
     ("segstream: state encode + changelog batches", ("UserStateCache.write", "encode_state")),
     ("segstream: learner", ("learn_segments (agents/",)),
     ("segstream: output sends", ("Topic.send", "segment_changes.send", "model_samples.send")),
-    ("segstream: other agent code", ("(agents/", "(tables/", "(app/model_feed")),
+    ("segstream: other agent code", ("(agents/", "(tables/", "(app/kafka/model_feed")),
     ("faust: stream / take_events buffering", ("faust/streams.py",)),
     ("faust + aiokafka: producer", ("faust/transport/producer", "aiokafka/producer")),
     ("faust: consumer fetch, drain, conductor", ("faust/transport/",)),

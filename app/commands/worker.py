@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import sys
 from pathlib import Path
 
@@ -23,6 +24,7 @@ def run(args: argparse.Namespace) -> int:
 
     settings = load_settings()
     built = build_worker(settings)
+    gc.freeze()  # the app and what its build imported are never garbage either (app/cli.py)
 
     level = args.loglevel or settings.log_level
     config = json_logging_config(level) if settings.log_format == "json" else None

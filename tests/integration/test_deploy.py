@@ -263,6 +263,7 @@ def test_the_image_wheel_carries_the_dashboard_assets(tmp_path):
     assert built.returncode == 0, built.stderr[-3000:]
     (wheel,) = (tmp_path / "dist").glob("segstream-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
-    expected = {f"app/http/dashboard_assets/{path.name}" for path in (ROOT / "app" / "dashboard_assets").iterdir()}
+    assets = ROOT / "app" / "http" / "dashboard_assets"
+    expected = {f"app/http/dashboard_assets/{path.name}" for path in assets.iterdir()}
     assert "app/http/dashboard_assets/index.html" in expected
     assert expected <= names, sorted(expected - names)
