@@ -20,7 +20,7 @@ from app.core.events.decode import ClickEvent, Reject, decode_message
 from app.core.eventtime.quiet import QuietPartitions
 from app.core.features import OK
 from app.core.segments.segmenter import Membership
-from app.core.state.user import UserState
+from app.core.state.user import UserState, membership_in, outbox_in, partition_in
 from app.kafka.cancel_safe import batches, finish_before_cancel
 from app.kafka.consumer import committed_offsets, fetch_reports
 from app.kafka.delivery import guard
@@ -316,9 +316,8 @@ class ClickSegmenting:
 
         def on_record(key: bytes, record: list) -> None:
             sizes.count(record)
-            if len(record) > 7 and record[7]:  # the outbox (app/core/state/user.py)
-                held.extend((record[3][0], entry) for entry in record[7])
-            if Membership.model_version_in(record[2]) < current:
+            held.extend((partition_in(record), entry) for entry in outbox_in(record))
+            if Membership.model_version_in(membership_in(record)) < current:
                 undecided.append(key.decode())
 
         scheduled = self.states.reindex(engine.deadlines, self.settings.engine.rules.triggers, owned, on_record)

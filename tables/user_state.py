@@ -17,7 +17,7 @@ import faust
 import orjson
 
 from app import metrics
-from app.core.state.user import UserState
+from app.core.state.user import UserState, partition_in, pending_in, segment_in
 from app.kafka.record_batches import BatchSender
 from app.kafka.topics import compacted_user_data
 from app.settings import Settings
@@ -86,8 +86,7 @@ class UserStateCache:
         """
         for key, raw in self._local().items():
             record = orjson.loads(raw)
-            applied = record[3]  # [partition, offset] of the last message applied: the state's partition
-            if applied is not None and applied[0] in partitions:
+            if partition_in(record) in partitions:
                 yield key, record
 
     def reindex(
@@ -104,8 +103,7 @@ class UserStateCache:
         scheduled = 0
         for key, record in self._owned_records(partitions):
             on_record(key, record)
-            signals = record[4] if len(record) > 4 else None
-            if not signals or not (signals[2] or signals[3]):  # no open cart, nothing due
+            if not pending_in(record):  # no open cart, nothing due
                 continue
             user_id = key.decode()
             state = self._states.get(user_id) or UserState.from_record(record)  # decoded once
@@ -122,7 +120,7 @@ class UserStateCache:
         """
         members = []
         for key, record in self._owned_records(partitions):
-            if record[2][0] not in segments:  # the cluster segment of the membership
+            if segment_in(record) not in segments:
                 continue
             user_id = key.decode()
             members.append((user_id, self._states.get(user_id) or UserState.from_record(record)))

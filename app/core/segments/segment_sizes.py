@@ -22,6 +22,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from app.core.segments.model import NEW_SEGMENT
+from app.core.state.user import rules_in, segment_in
 
 CLUSTER, RULE = "cluster", "rule"
 
@@ -43,11 +44,10 @@ class SegmentSizes:
     def count(self, record: list[Any]) -> None:
         """Add one user-state record's segments (a recount a record at a time)."""
         sizes = self._sizes
-        segment = record[2][0]
+        segment = segment_in(record)
         if segment != NEW_SEGMENT:
             sizes[CLUSTER, segment] = sizes.get((CLUSTER, segment), 0) + 1
-        signals = record[4] if len(record) > 4 else None  # schema 3 on
-        for rule in signals[0] if signals else ():
+        for rule in rules_in(record):
             sizes[RULE, rule] = sizes.get((RULE, rule), 0) + 1
 
     def clear(self) -> None:

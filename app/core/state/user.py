@@ -7,6 +7,14 @@
 'ok'
 >>> UserState.from_record(state.to_record()).to_record() == state.to_record()
 True
+
+Scans of the store read a few fields of many records without decoding them; they read
+them here, where the layout lives:
+
+>>> state.applied, state.signals.rules = (3, 41), ["big_spender"]
+>>> record = state.to_record()
+>>> partition_in(record), segment_in(record), rules_in(record), pending_in(record), outbox_in(record)
+(3, 'new', ['big_spender'], False, [])
 """
 
 from __future__ import annotations
@@ -86,3 +94,39 @@ class UserState:
             bool(rest[2]) if len(rest) > 2 else False,
             rest[3] or None if len(rest) > 3 else None,
         )
+
+
+# -- fields of a record, read without decoding it ----------------------------------
+
+
+def partition_in(record: list[Any]) -> int | None:
+    """The clicks partition of the last message the state applied (None: none yet): the state's partition."""
+    applied = record[3]
+    return None if applied is None else applied[0]
+
+
+def membership_in(record: list[Any]) -> list[Any]:
+    """The membership's record (:meth:`Membership.to_record`)."""
+    return record[2]
+
+
+def segment_in(record: list[Any]) -> str:
+    """The cluster segment of the membership."""
+    return record[2][0]
+
+
+def rules_in(record: list[Any]) -> list[str]:
+    """The rule segments the user is in (schema 3 on; none before)."""
+    signals = record[4] if len(record) > 4 else None
+    return signals[0] if signals else []
+
+
+def pending_in(record: list[Any]) -> bool:
+    """Whether the user has an open cart or a due trigger entry: a deadline to index."""
+    signals = record[4] if len(record) > 4 else None
+    return bool(signals and (signals[2] or signals[3]))
+
+
+def outbox_in(record: list[Any]) -> list[Any]:
+    """The outputs held in the state (schema 7 on; none before)."""
+    return (record[7] if len(record) > 7 else None) or []
